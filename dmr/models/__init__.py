@@ -1,0 +1,1 @@
+"""Flax modules: the paper's classifiers and VAE-GAN."""
