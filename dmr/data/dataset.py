@@ -49,6 +49,12 @@ def validate_images(x: np.ndarray, what: str) -> None:
     raise ValueError(f"{what} must be finite and in [0, 1].")
 
 
+def images_to_float(images: np.ndarray) -> np.ndarray:
+  """uint8 [N, H, W] or [N, H, W, C] -> float32 NHWC in [0, 1]."""
+  x = images.astype(np.float32) / 255.0
+  return x[..., None] if x.ndim == 3 else x
+
+
 def epoch_permutation(num_examples: int, seed: int, epoch: int) -> np.ndarray:
   """The shuffled order of one epoch, a pure function of (seed, epoch). int64 [num_examples]."""
   rng = np.random.default_rng([seed, epoch])
@@ -61,17 +67,26 @@ def num_batches(num_examples: int, batch_size: int) -> int:
 
 
 def epoch_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, epoch: int,
-                  start: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+                  start: int = 0, pad_to: int | None = None
+                  ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
   """Yields (x, y, weight) for the shuffled batches of one epoch, from batch index `start` on.
 
-  Every example is used exactly once per epoch. All batches have `batch_size` rows so that one
-  compiled step serves the epoch: the last batch is padded with weight-0 rows that the loss and
-  BatchNorm statistics ignore. weight: float32 [batch_size] of 1 (real) and 0 (padding).
+  Every example is used exactly once per epoch. Every batch has `pad_to` (default batch_size)
+  rows, so one compiled step serves the epoch and the rows divide over the devices: the last
+  batch and the rounding up to `pad_to` are filled with weight-0 rows that the loss and the
+  BatchNorm statistics ignore. weight: float32 [pad_to], 1 for real rows, 0 for padding.
   """
+  pad_to = pad_to or batch_size
+  if pad_to < batch_size:
+    raise ValueError(f"pad_to={pad_to} must be >= batch_size={batch_size}.")
   order = epoch_permutation(len(x), seed, epoch)
   for b in range(start, num_batches(len(x), batch_size)):
-    idx = order[b * batch_size:(b + 1) * batch_size]
-    weight = np.zeros(batch_size, np.float32)
-    weight[:len(idx)] = 1.0
-    idx = np.pad(idx, (0, batch_size - len(idx)))
-    yield x[idx], y[idx], weight
+    yield padded_rows(x, y, order[b * batch_size:(b + 1) * batch_size], pad_to)
+
+
+def padded_rows(x, y, idx: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Rows `idx` of (x, y) padded with copies of row 0 to `size` rows, and their 0/1 weights."""
+  weight = np.zeros(size, np.float32)
+  weight[:len(idx)] = 1.0
+  idx = np.pad(idx, (0, size - len(idx)))
+  return x[idx], y[idx], weight

@@ -39,7 +39,9 @@ def conv_stack_depth(height: int, width: int, kernel: int = 4, stride: int = 2,
 class ConvClassifier(nn.Module):
   """Conv(k4, s2, p1) -> BN -> ReLU, channels 16, 32, ..., then Linear(10K) -> Linear(K).
 
-  The two linear layers have no nonlinearity between them, as in the paper's code.
+  The two linear layers have no nonlinearity between them, as in the paper's code. The convs
+  have no bias: BatchNorm subtracts it right away, so it would only be a parameter whose
+  gradient is rounding noise (which Adam's normalization turns into lr-sized steps).
   """
   num_classes: int = 10
   channels: int = 16
@@ -50,7 +52,7 @@ class ConvClassifier(nn.Module):
     depth = conv_stack_depth(x.shape[1], x.shape[2], self.kernel)
     for i in range(depth):
       x = nn.Conv(self.channels * 2**i, (self.kernel, self.kernel), strides=2,
-                  padding=((1, 1), (1, 1)))(x)
+                  padding=((1, 1), (1, 1)), use_bias=False)(x)
       x = nn.relu(_bn(x, train, mask))
     x = x.reshape((x.shape[0], -1))
     x = nn.Dense(10 * self.num_classes)(x)
@@ -114,7 +116,7 @@ class VGGClassifier(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool = False, mask=None):
     for width in self.channels:
-      x = nn.relu(_bn(nn.Conv(width, (3, 3), padding=1)(x), train, mask))
+      x = nn.relu(_bn(nn.Conv(width, (3, 3), padding=1, use_bias=False)(x), train, mask))
       if min(x.shape[1:3]) >= 2:
         x = nn.max_pool(x, (2, 2), strides=(2, 2))
     x = x.reshape((x.shape[0], -1))

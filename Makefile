@@ -1,0 +1,37 @@
+# make demo: set up, then run every stage on real Fashion-MNIST with the quick preset.
+# make test: set up, then run the test suite.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+WORKDIR ?= runs/fashion-quick
+
+.PHONY: setup data demo test test-slow bench clean
+
+setup: $(VENV)/.installed data
+
+$(VENV)/.installed: setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+data:
+	@./setup/apt-install.sh dataset-fashion-mnist
+
+demo: setup
+	$(PY) -m dmr.main --config=configs/fashion.py:quick --workdir=$(WORKDIR)
+
+test: setup
+	$(PY) -m pytest -q tests
+
+test-slow: setup
+	$(PY) -m pytest -q -m slow tests
+
+# PyTorch for the side-by-side benchmarks: the CPU build (a plain `torch` pulls a CUDA build).
+bench: setup
+	$(PY) -m pip install -q 'torch==2.13.0' || $(PY) -m pip install -q torch --index-url https://download.pytorch.org/whl/cpu
+	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) benchmarks/train_throughput.py
+	$(PY) benchmarks/attacks.py
+
+clean:
+	rm -rf $(VENV) runs *.egg-info

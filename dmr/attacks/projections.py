@@ -1,0 +1,104 @@
+"""Lp norms, projections onto Lp balls and boxes, and the paper's alternating projection.
+
+Every function acts per example on a batch [N, ...]: the norm of a row is taken over all
+axes but the first. `eps` is a scalar; `bounds` is None (no box) or (lo, hi), each a scalar or an
+array broadcastable to one row.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+NORMS = ("linf", "l2", "l1")
+
+
+def _rows(v):
+  """[N, ...] -> [N, D]."""
+  return v.reshape((v.shape[0], -1))
+
+
+def _per_row(s, like):
+  """[N] -> [N, 1, ..., 1] broadcastable against `like` [N, ...]."""
+  return s.reshape((-1,) + (1,) * (like.ndim - 1))
+
+
+def lp_norm(v, norm: str):
+  """The `norm` ("linf" | "l2" | "l1") of each row of v [N, ...]. Returns [N]."""
+  flat = _rows(v)
+  if norm == "linf":
+    return jnp.max(jnp.abs(flat), axis=1)
+  if norm == "l2":
+    return jnp.sqrt(jnp.sum(flat * flat, axis=1))
+  if norm == "l1":
+    return jnp.sum(jnp.abs(flat), axis=1)
+  raise ValueError(f"norm={norm!r}; allowed: {NORMS}.")
+
+
+def project_linf(v, eps):
+  """Euclidean projection of each row of v [N, ...] onto {||.||_inf <= eps}."""
+  return jnp.clip(v, -eps, eps)
+
+
+def project_l2(v, eps):
+  """Euclidean projection of each row of v [N, ...] onto {||.||_2 <= eps}."""
+  norm = lp_norm(v, "l2")
+  scale = jnp.minimum(1.0, eps / jnp.maximum(norm, jnp.finfo(v.dtype).tiny))
+  return v * _per_row(scale, v)
+
+
+def project_l1(v, eps):
+  """Euclidean projection of each row of v [N, ...] onto {||.||_1 <= eps}.
+
+  The sort-based algorithm of Duchi et al. (2008): soft-threshold |v| at the theta that makes the
+  L1 norm exactly eps; rows already inside the ball are returned unchanged. O(D log D) per row.
+  """
+  flat = _rows(v)
+  magnitude = jnp.abs(flat)
+  descending = -jnp.sort(-magnitude, axis=1)
+  excess = jnp.cumsum(descending, axis=1) - eps            # [N, D]
+  rank = jnp.arange(1, flat.shape[1] + 1, dtype=flat.dtype)
+  support = jnp.sum(descending * rank > excess, axis=1)    # rho >= 1 whenever ||v||_1 > eps
+  theta = jnp.take_along_axis(excess, support[:, None] - 1, axis=1) / support[:, None]
+  projected = jnp.sign(flat) * jnp.maximum(magnitude - theta, 0.0)
+  inside = jnp.sum(magnitude, axis=1, keepdims=True) <= eps
+  return jnp.where(inside, flat, projected).reshape(v.shape)
+
+
+def project_ball(v, eps, norm: str):
+  """Euclidean projection of each row of v [N, ...] onto the `norm` ball of radius eps."""
+  if norm == "linf":
+    return project_linf(v, eps)
+  if norm == "l2":
+    return project_l2(v, eps)
+  if norm == "l1":
+    return project_l1(v, eps)
+  raise ValueError(f"norm={norm!r}; allowed: {NORMS}.")
+
+
+def clip_to_box(x, bounds):
+  """x clipped into the box bounds = (lo, hi); x unchanged when bounds is None."""
+  if bounds is None:
+    return x
+  lo, hi = bounds
+  return jnp.clip(x, lo, hi)
+
+
+def project_perturbation(delta, x, eps, norm: str, bounds, rounds: int = 1):
+  """Makes x + delta feasible: ||delta|| <= eps and x + delta inside `bounds`. [N, ...].
+
+  Alternates `rounds` times the eps-ball projection and the box clip (the paper's optimizer uses
+  5 rounds). Each round ends with the box: with x inside the box, clipping only shrinks every
+  |delta_i| towards 0, so both constraints hold exactly after any number of rounds.
+  """
+  for _ in range(rounds):
+    delta = project_ball(delta, eps, norm)
+    delta = clip_to_box(x + delta, bounds) - x
+  return delta
+
+
+def at_box_face(x, direction, bounds):
+  """True [N, ...] where x sits on a face of the box and `direction` points out of it."""
+  if bounds is None:
+    return jnp.zeros(x.shape, bool)
+  lo, hi = bounds
+  return ((x >= hi) & (direction > 0)) | ((x <= lo) & (direction < 0))

@@ -1,0 +1,66 @@
+"""Data parallelism: a 1-D `data` mesh over all devices of all hosts, replicated params.
+
+Every process reads the same global batch (same data, same seed) and contributes the rows of
+its own devices; `jax.jit` with these shardings then computes exactly the single-device step
+(BatchNorm statistics and the loss are reductions over the global batch).
+"""
+from __future__ import annotations
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+AXIS = "data"
+
+
+def initialize_distributed(coordinator_address: str | None = None,
+                           num_processes: int | None = None,
+                           process_id: int | None = None) -> None:
+  """Starts JAX's multi-host runtime; arguments left None are auto-detected (Slurm, TPU pods).
+
+  On CPU the cross-process collectives use gloo.
+  """
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  jax.distributed.initialize(coordinator_address=coordinator_address,
+                             num_processes=num_processes, process_id=process_id)
+
+
+def data_mesh() -> Mesh:
+  """A 1-D mesh named `data` over every device of every process."""
+  return Mesh(np.asarray(jax.devices()), (AXIS,))
+
+
+def padded_batch_size(batch_size: int, mesh: Mesh) -> int:
+  """batch_size rounded up to a multiple of the device count (padding rows carry weight 0)."""
+  n = mesh.size
+  return -(-batch_size // n) * n
+
+
+def replicate(tree, mesh: Mesh):
+  """Places every leaf of `tree` on all devices of the mesh."""
+  return jax.device_put(tree, NamedSharding(mesh, P()))
+
+
+def shard_batch(arrays, mesh: Mesh):
+  """Global numpy arrays [B, ...] (identical on every process) -> jax arrays sharded over `data`.
+
+  Each process places only the rows of its own devices. B must divide by the number of devices
+  (see `padded_batch_size`).
+  """
+  sharding = NamedSharding(mesh, P(AXIS))
+
+  def put(a: np.ndarray) -> jax.Array:
+    if a.shape[0] % mesh.size:
+      raise ValueError(f"batch of {a.shape[0]} rows does not divide over {mesh.size} devices; "
+                       f"pad it to padded_batch_size().")
+    return jax.make_array_from_callback(a.shape, sharding, lambda index: a[index])
+
+  return jax.tree.map(put, arrays)
+
+
+def to_host(tree):
+  """Fully replicated or sharded jax arrays -> numpy arrays with the global values on every host."""
+  from jax.experimental import multihost_utils
+  if jax.process_count() == 1:
+    return jax.tree.map(np.asarray, tree)
+  return multihost_utils.process_allgather(tree, tiled=True)

@@ -1,0 +1,103 @@
+"""The epoch loop: sharded batches, a jitted step, tqdm progress, JSON-lines metrics, checkpoints.
+
+Resuming is exact: the batch order is a pure function of (seed, epoch), the step key of
+(seed, step), and the state comes back bit for bit from the last checkpoint, so a killed and
+restarted run ends with the same parameters as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Callable
+
+import jax
+import numpy as np
+import tqdm
+
+from dmr import checkpoint, parallel
+from dmr.data.dataset import epoch_batches, num_batches, padded_rows
+
+
+def read_metrics(path: str) -> list[dict]:
+  """The records of a JSON-lines metrics file ([] if it does not exist)."""
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def truncate_metrics(path: str, last_step: int) -> None:
+  """Drops records after `last_step` (they are recomputed after a resume)."""
+  kept = [r for r in read_metrics(path) if r["step"] <= last_step]
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    f.writelines(json.dumps(r) + "\n" for r in kept)
+  os.replace(tmp, path)
+
+
+def append_metrics(path: str, record: dict) -> None:
+  with open(path, "a") as f:
+    f.write(json.dumps(record) + "\n")
+
+
+def run_epochs(train_step: Callable, state, x: np.ndarray, y: np.ndarray, *, epochs: int,
+               batch_size: int, seed: int, workdir: str, mesh, checkpoint_every_steps: int,
+               log_every_steps: int, desc: str = "train"):
+  """Trains `state` for `epochs` over (x, y), resuming from `workdir`/checkpoints if present.
+
+  train_step(state, x, y, weight, key) -> (state, metrics) is jitted here with `state` donated.
+  Metrics go to `workdir`/metrics.jsonl. Returns the final state (replicated over `mesh`).
+  """
+  os.makedirs(workdir, exist_ok=True)
+  steps_per_epoch = num_batches(len(x), batch_size)
+  total_steps = epochs * steps_per_epoch
+  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"))
+  state = parallel.replicate(state, mesh)
+  state = ckpt.restore(state) or state
+  step = int(state.step)
+  metrics_path = os.path.join(workdir, "metrics.jsonl")
+  is_main = jax.process_index() == 0
+  if is_main:
+    truncate_metrics(metrics_path, step)
+
+  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  step_fn = jax.jit(train_step, donate_argnums=(0,), out_shardings=(replicated, replicated))
+  base_key = jax.random.key(seed)
+  pad_to = parallel.padded_batch_size(batch_size, mesh)
+  start_epoch, start_batch = divmod(step, steps_per_epoch)
+  progress = tqdm.tqdm(total=total_steps, initial=step, desc=desc, disable=not is_main,
+                       unit="step", dynamic_ncols=True, leave=False)
+  for epoch in range(start_epoch, epochs):
+    batches = epoch_batches(x, y, batch_size, seed, epoch,
+                            start=start_batch if epoch == start_epoch else 0, pad_to=pad_to)
+    for xb, yb, wb in batches:
+      key = jax.random.fold_in(base_key, step)
+      state, metrics = step_fn(state, *parallel.shard_batch((xb, yb, wb), mesh), key)
+      step += 1
+      progress.update(1)
+      if step % log_every_steps == 0 or step == total_steps:
+        record = {"step": step, "epoch": step / steps_per_epoch,
+                  **{k: float(v) for k, v in metrics.items()}}
+        progress.set_postfix(loss=f"{record['loss']:.3f}")
+        if is_main:
+          append_metrics(metrics_path, record)
+      if step % checkpoint_every_steps == 0 or step % steps_per_epoch == 0:
+        ckpt.save(state, step)
+  progress.close()
+  ckpt.close()
+  return state
+
+
+def predict_labels(predict: Callable, params, batch_stats, x: np.ndarray, batch_size: int,
+                   mesh) -> np.ndarray:
+  """Predicted labels int [N] of predict(params, batch_stats, x_batch) over x in batches."""
+  predict = jax.jit(predict)
+  size = parallel.padded_batch_size(batch_size, mesh)
+  dummy_y = np.zeros(len(x), np.int32)
+  out = []
+  for start in range(0, len(x), batch_size):
+    idx = np.arange(start, min(start + batch_size, len(x)))
+    xb, _, _ = padded_rows(x, dummy_y, idx, size)
+    labels = parallel.to_host(predict(params, batch_stats, parallel.shard_batch(xb, mesh)))
+    out.append(labels[:len(idx)])
+  return np.concatenate(out)

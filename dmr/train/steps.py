@@ -1,0 +1,81 @@
+"""Classifier train and eval steps as pure functions of (state, batch).
+
+A training variant (PAPER.md, "Training variants") differs only in the function that produces
+the second half of each batch: `second_half(params, batch_stats, x, y, key) -> x'` for the
+rows x [B/2, ...] (an attack, an augmentation); None trains on the clean batch.
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+SecondHalfFn = Callable[[dict, dict, jax.Array, jax.Array, jax.Array], jax.Array]
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array  # int32 scalar: batches trained so far.
+  params: dict
+  batch_stats: dict
+  opt_state: optax.OptState
+
+
+def init_state(model: nn.Module, tx: optax.GradientTransformation, key: jax.Array,
+               image_shape: tuple[int, ...]) -> TrainState:
+  variables = model.init(key, jnp.zeros((1,) + tuple(image_shape), jnp.float32), train=False)
+  params = variables["params"]
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                    batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(params))
+
+
+def weighted_mean(values: jax.Array, weight: jax.Array) -> jax.Array:
+  return jnp.sum(values * weight) / jnp.maximum(jnp.sum(weight), 1.0)
+
+
+def make_logits_fn(model: nn.Module, params: dict, batch_stats: dict):
+  """x [B, H, W, C] -> logits [B, K], BatchNorm in inference mode; a pure function."""
+  return lambda x: model.apply({"params": params, "batch_stats": batch_stats}, x, train=False)
+
+
+def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
+                    second_half: Optional[SecondHalfFn] = None):
+  """train_step(state, x, y, weight, key) -> (state, metrics), to be jitted.
+
+  x [B, H, W, C], y [B] int32, weight [B] (0 marks padding rows). With `second_half`, rows
+  B/2.. are replaced by second_half(...) of themselves, computed with the current params, and the
+  loss is the mean over both halves.
+  """
+
+  def train_step(state: TrainState, x, y, weight, key):
+    if second_half is not None:
+      half = x.shape[0] // 2
+      x = x.at[half:].set(second_half(state.params, state.batch_stats, x[half:], y[half:], key))
+
+    def loss_fn(params):
+      logits, updates = model.apply({"params": params, "batch_stats": state.batch_stats}, x,
+                                    train=True, mask=weight > 0, mutable=["batch_stats"])
+      loss = weighted_mean(optax.softmax_cross_entropy_with_integer_labels(logits, y), weight)
+      return loss, (logits, updates["batch_stats"])
+
+    (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    state = TrainState(step=state.step + 1, params=optax.apply_updates(state.params, updates),
+                       batch_stats=batch_stats, opt_state=opt_state)
+    error = weighted_mean((jnp.argmax(logits, -1) != y).astype(jnp.float32), weight)
+    return state, {"loss": loss, "train_error": error}
+
+  return train_step
+
+
+def make_predict_step(model: nn.Module):
+  """predict(params, batch_stats, x) -> predicted labels [B], BatchNorm in inference mode."""
+
+  def predict(params, batch_stats, x):
+    return jnp.argmax(make_logits_fn(model, params, batch_stats)(x), axis=-1)
+
+  return predict

@@ -1,0 +1,83 @@
+"""Ball and box projections: feasibility, exactness against brute force, the alternating rule."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dmr.attacks import projections
+
+
+def _l1_projection_by_bisection(v: np.ndarray, eps: float) -> np.ndarray:
+  """Reference: soft-threshold at the theta found by bisection on sum(max(|v| - theta, 0)) = eps."""
+  if np.abs(v).sum() <= eps:
+    return v
+  lo, hi = 0.0, float(np.abs(v).max())
+  for _ in range(200):
+    theta = (lo + hi) / 2
+    if np.maximum(np.abs(v) - theta, 0).sum() > eps:
+      lo = theta
+    else:
+      hi = theta
+  return np.sign(v) * np.maximum(np.abs(v) - (lo + hi) / 2, 0)
+
+
+def test_l1_projection_matches_bisection_and_is_nearest():
+  rng = np.random.default_rng(0)
+  v = (rng.normal(size=(64, 3, 4)) * rng.uniform(0.02, 0.6, size=(64, 1, 1))).astype(np.float32)
+  eps = 2.0
+  projected = np.asarray(projections.project_l1(jnp.asarray(v), eps))
+  for row, got in zip(v.astype(np.float64), projected):
+    want = _l1_projection_by_bisection(row.ravel(), eps).reshape(row.shape)
+    np.testing.assert_allclose(got, want, atol=2e-5)
+  norms = np.abs(projected).reshape(64, -1).sum(1)
+  outside = np.abs(v).reshape(64, -1).sum(1) > eps
+  assert outside.sum() > 10 and (~outside).sum() > 5
+  np.testing.assert_allclose(norms[outside], eps, rtol=1e-5)
+  np.testing.assert_array_equal(projected[~outside], v[~outside])
+  # Nearest point: no random feasible point of the ball is closer to v.
+  candidates = rng.normal(size=(500, 12))
+  candidates *= eps * rng.uniform(size=(500, 1)) / np.abs(candidates).sum(1, keepdims=True)
+  for row, got in zip(v[outside].reshape(-1, 12), projected[outside].reshape(-1, 12)):
+    assert np.linalg.norm(row - got) <= np.linalg.norm(row - candidates, axis=1).min() + 1e-6
+
+
+def test_l2_and_linf_projections():
+  v = jnp.array([[3.0, 4.0], [0.3, -0.4], [0.0, 0.0]])
+  np.testing.assert_allclose(projections.project_l2(v, 1.0), [[0.6, 0.8], [0.3, -0.4], [0, 0]],
+                             atol=1e-7)
+  np.testing.assert_allclose(projections.project_linf(v, 0.5), [[0.5, 0.5], [0.3, -0.4], [0, 0]])
+  np.testing.assert_allclose(projections.lp_norm(v, "l1"), [7.0, 0.7, 0.0], rtol=1e-6)
+  np.testing.assert_allclose(projections.lp_norm(v, "linf"), [4.0, 0.4, 0.0])
+
+
+@pytest.mark.parametrize("norm", projections.NORMS)
+@pytest.mark.parametrize("rounds", [1, 5])
+def test_projected_perturbation_is_feasible(norm, rounds):
+  key_x, key_d = jax.random.split(jax.random.key(1))
+  x = jnp.round(jax.random.uniform(key_x, (32, 10)))  * 0.8 + 0.1  # on 0.1 or 0.9
+  x = x.at[:, :3].set(jnp.array([0.0, 1.0, 0.5]))                    # some on the faces
+  delta = 3 * jax.random.normal(key_d, (32, 10))
+  eps = {"linf": 0.3, "l2": 1.0, "l1": 2.0}[norm]
+  out = projections.project_perturbation(delta, x, eps, norm, (0.0, 1.0), rounds)
+  x_adv = projections.clip_to_box(x + out, (0.0, 1.0))
+  assert float(jnp.max(projections.lp_norm(x_adv - x, norm))) <= eps + 1e-5
+  assert float(x_adv.min()) >= 0.0 and float(x_adv.max()) <= 1.0
+  # Feasible perturbations are left alone.
+  again = projections.project_perturbation(out, x, eps, norm, (0.0, 1.0), rounds)
+  np.testing.assert_allclose(again, out, atol=1e-6)
+
+
+def test_linf_projection_is_exact_intersection():
+  x = jnp.array([[0.1, 0.95, 0.5]])
+  delta = jnp.array([[-0.5, 0.5, -0.1]])
+  out = projections.project_perturbation(delta, x, 0.3, "linf", (0.0, 1.0))
+  np.testing.assert_allclose(out, [[-0.1, 0.05, -0.1]], atol=1e-7)
+
+
+def test_box_face_and_no_box():
+  x = jnp.array([[0.0, 1.0, 0.5, 1.0]])
+  direction = jnp.array([[-1.0, 1.0, 1.0, -1.0]])
+  np.testing.assert_array_equal(projections.at_box_face(x, direction, (0.0, 1.0)),
+                                [[True, True, False, False]])
+  assert not projections.at_box_face(x, direction, None).any()
+  np.testing.assert_array_equal(projections.clip_to_box(x + 5, None), x + 5)

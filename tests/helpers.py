@@ -1,0 +1,43 @@
+"""Shared test utilities: running dmr.main in a subprocess and reading a model's final state."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import jax
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def main_command(workdir: str, *overrides: str, config: str = "configs/fashion.py:smoke") -> list:
+  return [sys.executable, "-m", "dmr.main", f"--config={config}", f"--workdir={workdir}",
+          *overrides]
+
+
+def subprocess_env(devices: int = 1, **extra) -> dict:
+  env = dict(os.environ, JAX_PLATFORMS="cpu",
+             XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", **extra)
+  env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
+  return env
+
+
+def run_main(workdir: str, *overrides: str, devices: int = 1, **kwargs):
+  return subprocess.run(main_command(workdir, *overrides), cwd=REPO, env=subprocess_env(devices),
+                        capture_output=True, text=True, check=True, **kwargs)
+
+
+def final_state(workdir: str, variant: str, n: int, seed: int, config):
+  """The last checkpointed TrainState of model (variant, n, seed) as numpy arrays."""
+  from dmr import checkpoint, experiments
+  from dmr.data.dataset import num_batches
+  from dmr.train import optim, steps
+  model = experiments.make_model(config, 10)
+  t = config.train
+  tx = optim.paper_adam(t.learning_rate, t.lr_decay, num_batches(n, t.batch_size))
+  like = steps.init_state(model, tx, jax.random.key(0), (28, 28, 1))
+  ckpt = checkpoint.Checkpointer(os.path.join(experiments.model_dir(workdir, variant, n, seed),
+                                              "checkpoints"))
+  state = ckpt.restore(like)
+  ckpt.close()
+  return jax.tree.map(lambda a: jax.device_get(a), state)
