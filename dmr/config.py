@@ -62,6 +62,7 @@ def base(dataset: str, preset: str) -> ml_collections.ConfigDict:
     c.models_per_size = 1
     c.train.epochs = 1
     c.train.checkpoint_every_steps = 1
+    c.train.log_every_steps = 1
   return c
 
 

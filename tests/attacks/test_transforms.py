@@ -1,0 +1,80 @@
+"""pgd and latent_pgd give the eager results under jax.jit, jax.vmap and on 8 sharded devices."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from dmr import attacks
+
+DIM, CLASSES, BATCH = 12, 4, 16
+_KEYS = jax.random.split(jax.random.key(3), 4)
+PARAMS = (jax.random.normal(_KEYS[0], (DIM, 16)), jax.random.normal(_KEYS[1], (16, CLASSES)))
+OPTIONS = dict(eps=0.1, steps=8, optimizer="adam", step_size=0.02, restarts=2, init="paper")
+
+
+def mlp(params, x):
+  return jnp.tanh((x - 0.5) @ params[0]) @ params[1]
+
+
+def logits_fn(x):
+  return mlp(PARAMS, x)
+
+
+X = jax.random.uniform(_KEYS[2], (3, BATCH, DIM))
+Y = jax.vmap(lambda x: jnp.argmax(logits_fn(x), axis=1))(X)
+KEYS = jax.random.split(_KEYS[3], 3)
+
+
+def _assert_same(got, want):
+  for name in ("success", "success_per_restart"):
+    np.testing.assert_array_equal(getattr(got, name), getattr(want, name), err_msg=name)
+  np.testing.assert_allclose(got.x_adv, want.x_adv, atol=1e-5)
+  np.testing.assert_allclose(got.loss, want.loss, rtol=1e-5, atol=1e-6)
+
+
+def _eager(i):
+  return attacks.pgd(logits_fn, X[i], Y[i], key=KEYS[i], **OPTIONS)
+
+
+def test_jit_with_params_closed_over_equals_eager():
+  want = _eager(0)
+  assert 0 < int(want.success.sum()) < BATCH
+  attack = jax.jit(lambda params, x, y, key: attacks.pgd(lambda v: mlp(params, v), x, y,
+                                                         key=key, **OPTIONS))
+  _assert_same(attack(PARAMS, X[0], Y[0], KEYS[0]), want)
+  # A Partial over params is a traced argument, so new params reuse the compiled attack.
+  partial = jax.tree_util.Partial(mlp, PARAMS)
+  _assert_same(attacks.pgd(partial, X[0], Y[0], key=KEYS[0], **OPTIONS), want)
+
+
+def test_vmap_over_independent_problems_equals_eager():
+  batched = jax.vmap(lambda x, y, key: attacks.pgd(logits_fn, x, y, key=key, **OPTIONS))(X, Y, KEYS)
+  assert batched.x_adv.shape == (3, BATCH, DIM)
+  for i in range(3):
+    _assert_same(jax.tree.map(lambda a: a[i], batched), _eager(i))
+
+
+def test_batch_sharded_over_8_devices_equals_eager():
+  assert jax.device_count() == 8
+  sharding = NamedSharding(Mesh(np.array(jax.devices()), ("data",)), PartitionSpec("data"))
+  x, y = jax.device_put(X[1], sharding), jax.device_put(Y[1], sharding)
+  got = attacks.pgd(logits_fn, x, y, key=KEYS[1], **OPTIONS)
+  assert len(got.x_adv.sharding.device_set) == 8
+  _assert_same(got, _eager(1))
+  rate = jax.jit(attacks.success_rate)(got, jnp.ones(BATCH, bool))
+  np.testing.assert_allclose(rate, np.mean(np.asarray(got.success_per_restart)))
+
+
+def test_latent_pgd_under_jit_and_vmap_equals_eager():
+  decoder = jax.random.normal(_KEYS[0], (3, DIM)) * 0.3
+  decode = lambda z: jax.nn.sigmoid(z @ decoder)
+  z = jax.random.normal(_KEYS[1], (3, BATCH, 3))
+  y = jax.vmap(lambda z: jnp.argmax(logits_fn(decode(z)), axis=1))(z)
+  options = dict(OPTIONS, eps=0.5, box=(-3.0, 3.0))
+  run = lambda z, y, key: attacks.latent_pgd(decode, logits_fn, z, y, key=key, **options)
+  want = run(z[0], y[0], KEYS[0])
+  assert 0 < int(want.success.sum()) < BATCH
+  got = jax.jit(jax.vmap(run))(z, y, KEYS)
+  first = jax.tree.map(lambda a: a[0], got)
+  _assert_same(first._replace(x_adv=first.z_adv), want._replace(x_adv=want.z_adv))
+  np.testing.assert_allclose(first.x_adv, want.x_adv, atol=1e-5)
