@@ -124,3 +124,33 @@ def test_shard_batch_refuses_rows_that_do_not_divide():
     assert "does not divide over 8 devices" in str(e)
   else:
     raise AssertionError("expected a ValueError")
+
+
+def test_diverging_run_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
+  import flax
+  import jax.numpy as jnp
+  import pytest
+  from dmr import checkpoint
+  from dmr.train import loop
+
+  @flax.struct.dataclass
+  class State:
+    step: jax.Array
+    value: jax.Array
+
+  def train_step(state, x, y, weight, key):
+    # The loss is finite for 5 steps, then NaN.
+    loss = jnp.where(state.step < 5, 1.0, jnp.nan)
+    return State(step=state.step + 1, value=state.value + 1.0), {"loss": loss}
+
+  x = np.zeros((80, 1, 1, 1), np.float32)
+  y = np.zeros(80, np.int32)
+  state = State(step=jnp.zeros((), jnp.int32), value=jnp.zeros(()))
+  with pytest.raises(loop.TrainingDivergedError, match=r"model-7: \{'loss': nan\} at step 6"):
+    loop.run_epochs(train_step, state, x, y, epochs=1, batch_size=8, seed=0,
+                    workdir=str(tmp_path), mesh=parallel.data_mesh(), checkpoint_every_steps=2,
+                    log_every_steps=1, desc="model-7")
+  ckpt = checkpoint.Checkpointer(str(tmp_path / "checkpoints"))
+  assert ckpt.latest_step() == 4
+  assert float(ckpt.restore(state).value) == 4.0
+  ckpt.close()

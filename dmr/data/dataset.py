@@ -42,9 +42,15 @@ class Dataset:
 
 
 def validate_images(x: np.ndarray, what: str) -> None:
-  """Raises if x is not float32 NHWC with finite values in [0, 1]."""
+  """Raises if x is not float32 NHWC with finite values in [0, 1].
+
+  A lazily computed array (not an np.ndarray, e.g. fonts.RenderedImages) has its values checked
+  on its first 1024 rows.
+  """
   if x.dtype != np.float32 or x.ndim != 4:
     raise ValueError(f"{what} must be float32 [N, H, W, C], got {x.dtype} {x.shape}.")
+  if not isinstance(x, np.ndarray):
+    x = np.asarray(x[:1024])
   if x.size and not (np.isfinite(x).all() and x.min() >= 0.0 and x.max() <= 1.0):
     raise ValueError(f"{what} must be finite and in [0, 1].")
 

@@ -18,6 +18,22 @@ from dmr import checkpoint, parallel
 from dmr.data.dataset import epoch_batches, num_batches, padded_rows
 
 
+class TrainingDivergedError(RuntimeError):
+  """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+def check_finite(metrics: dict, desc: str, step: int, last_checkpoint: int | None) -> dict:
+  """Host copies of `metrics`; raises TrainingDivergedError if any is NaN or infinite."""
+  values = {k: float(v) for k, v in metrics.items()}
+  bad = {k: v for k, v in values.items() if not np.isfinite(v)}
+  if bad:
+    kept = (f"the last good checkpoint (step {last_checkpoint}) is kept" if last_checkpoint
+            else "no checkpoint was written")
+    raise TrainingDivergedError(
+        f"{desc}: {bad} at step {step}; {kept}. Lower the learning rate or check the data.")
+  return values
+
+
 def read_metrics(path: str) -> list[dict]:
   """The records of a JSON-lines metrics file ([] if it does not exist)."""
   if not os.path.exists(path):
@@ -46,7 +62,9 @@ def run_epochs(train_step: Callable, state, x: np.ndarray, y: np.ndarray, *, epo
   """Trains `state` for `epochs` over (x, y), resuming from `workdir`/checkpoints if present.
 
   train_step(state, x, y, weight, key) -> (state, metrics) is jitted here with `state` donated.
-  Metrics go to `workdir`/metrics.jsonl. Returns the final state (replicated over `mesh`).
+  Metrics go to `workdir`/metrics.jsonl; every metric is checked to be finite before each log
+  and each save, so a diverged run stops (TrainingDivergedError naming `desc` and the step)
+  with its last good checkpoint. Returns the final state (replicated over `mesh`).
   """
   os.makedirs(workdir, exist_ok=True)
   steps_per_epoch = num_batches(len(x), batch_size)
@@ -67,24 +85,28 @@ def run_epochs(train_step: Callable, state, x: np.ndarray, y: np.ndarray, *, epo
   start_epoch, start_batch = divmod(step, steps_per_epoch)
   progress = tqdm.tqdm(total=total_steps, initial=step, desc=desc, disable=not is_main,
                        unit="step", dynamic_ncols=True, leave=False)
-  for epoch in range(start_epoch, epochs):
-    batches = epoch_batches(x, y, batch_size, seed, epoch,
-                            start=start_batch if epoch == start_epoch else 0, pad_to=pad_to)
-    for xb, yb, wb in batches:
-      key = jax.random.fold_in(base_key, step)
-      state, metrics = step_fn(state, *parallel.shard_batch((xb, yb, wb), mesh), key)
-      step += 1
-      progress.update(1)
-      if step % log_every_steps == 0 or step == total_steps:
-        record = {"step": step, "epoch": step / steps_per_epoch,
-                  **{k: float(v) for k, v in metrics.items()}}
-        progress.set_postfix(loss=f"{record['loss']:.3f}")
-        if is_main:
-          append_metrics(metrics_path, record)
-      if step % checkpoint_every_steps == 0 or step % steps_per_epoch == 0:
-        ckpt.save(state, step)
-  progress.close()
-  ckpt.close()
+  try:
+    for epoch in range(start_epoch, epochs):
+      batches = epoch_batches(x, y, batch_size, seed, epoch,
+                              start=start_batch if epoch == start_epoch else 0, pad_to=pad_to)
+      for xb, yb, wb in batches:
+        key = jax.random.fold_in(base_key, step)
+        state, metrics = step_fn(state, *parallel.shard_batch((xb, yb, wb), mesh), key)
+        step += 1
+        progress.update(1)
+        should_log = step % log_every_steps == 0 or step == total_steps
+        should_save = step % checkpoint_every_steps == 0 or step % steps_per_epoch == 0
+        if should_log or should_save:
+          values = check_finite(metrics, desc, step, ckpt.latest_step())
+        if should_log:
+          progress.set_postfix(loss=f"{values['loss']:.3f}")
+          if is_main:
+            append_metrics(metrics_path, {"step": step, "epoch": step / steps_per_epoch, **values})
+        if should_save:
+          ckpt.save(state, step)
+  finally:
+    progress.close()
+    ckpt.close()
   return state
 
 
