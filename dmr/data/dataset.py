@@ -72,27 +72,29 @@ def num_batches(num_examples: int, batch_size: int) -> int:
   return -(-num_examples // batch_size)
 
 
-def epoch_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, epoch: int,
-                  start: int = 0, pad_to: int | None = None
-                  ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-  """Yields (x, y, weight) for the shuffled batches of one epoch, from batch index `start` on.
+def epoch_batches(x, y: np.ndarray, batch_size: int, seed: int, epoch: int, start: int = 0,
+                  pad_to: int | None = None, aux: np.ndarray | None = None) -> Iterator[tuple]:
+  """Yields (x, y, weight) or, with `aux`, (x, y, weight, aux) for the shuffled batches of one
+  epoch, from batch index `start` on.
 
   Every example is used exactly once per epoch. Every batch has `pad_to` (default batch_size)
   rows, so one compiled step serves the epoch and the rows divide over the devices: the last
   batch and the rounding up to `pad_to` are filled with weight-0 rows that the loss and the
   BatchNorm statistics ignore. weight: float32 [pad_to], 1 for real rows, 0 for padding.
+  aux: optional per-example array [N, ...] batched alongside (e.g. latent codes).
   """
   pad_to = pad_to or batch_size
   if pad_to < batch_size:
     raise ValueError(f"pad_to={pad_to} must be >= batch_size={batch_size}.")
   order = epoch_permutation(len(x), seed, epoch)
   for b in range(start, num_batches(len(x), batch_size)):
-    yield padded_rows(x, y, order[b * batch_size:(b + 1) * batch_size], pad_to)
+    idx = order[b * batch_size:(b + 1) * batch_size]
+    weight = np.zeros(pad_to, np.float32)
+    weight[:len(idx)] = 1.0
+    idx = pad_indices(idx, pad_to)
+    yield (x[idx], y[idx], weight) + (() if aux is None else (aux[idx],))
 
 
-def padded_rows(x, y, idx: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """Rows `idx` of (x, y) padded with copies of row 0 to `size` rows, and their 0/1 weights."""
-  weight = np.zeros(size, np.float32)
-  weight[:len(idx)] = 1.0
-  idx = np.pad(idx, (0, size - len(idx)))
-  return x[idx], y[idx], weight
+def pad_indices(idx: np.ndarray, size: int) -> np.ndarray:
+  """idx padded with index idx[0] (or 0) to `size` entries; the padding rows get weight 0."""
+  return np.pad(idx, (0, size - len(idx)), constant_values=idx[0] if len(idx) else 0)

@@ -19,6 +19,7 @@ import itertools
 import os
 import shutil
 import subprocess
+from typing import Iterable, Iterator
 
 import jax
 import matplotlib
@@ -43,10 +44,16 @@ TRAIN_STREAM, TEST_STREAM = 0, 1
 RENDER_CHUNK = 4096                 # images per jitted rendering call
 
 
+def bundled_font_paths() -> list[str]:
+  """The font files shipped with matplotlib (present on every machine; ~23 usable fonts)."""
+  folder = os.path.join(matplotlib.get_data_path(), "fonts", "ttf")
+  return sorted(os.path.join(folder, name) for name in os.listdir(folder)
+                if name.lower().endswith(FONT_EXTENSIONS))
+
+
 def candidate_font_paths() -> list[str]:
   """Font files of matplotlib and of the system (fc-list if present, else matplotlib's search)."""
-  bundled = os.path.join(matplotlib.get_data_path(), "fonts", "ttf")
-  paths = [os.path.join(bundled, name) for name in os.listdir(bundled)]
+  paths = bundled_font_paths()
   if shutil.which("fc-list"):
     listing = subprocess.run(["fc-list", "--format", "%{file}\n"], capture_output=True, text=True,
                              check=False).stdout
@@ -141,7 +148,8 @@ def distinct_rows(rows: np.ndarray, previous: np.ndarray) -> list[int]:
   return kept
 
 
-def legible_fonts(fonts):
+def legible_fonts(fonts: Iterable[tuple[str, ImageFont.FreeTypeFont]]
+                  ) -> Iterator[tuple[str, np.ndarray]]:
   """Yields (path, prototypes [10, 28, 28]) of the (path, font) pairs that are usable alone."""
   for path, font in fonts:
     if maps_letters(path) and (glyphs := render_prototypes(font)) is not None:
@@ -167,21 +175,22 @@ def find_fonts(max_fonts: int | None = None, font_paths: tuple[str, ...] | None 
   candidates = font_paths if font_paths is not None else candidate_font_paths()
   fonts = sorted(((p, f) for p in candidates if (f := load_font(p)) is not None),
                  key=lambda pf: font_sort_key(*pf))
-  paths, prototypes = [], np.zeros((0, len(LETTERS), IMAGE_SIZE, IMAGE_SIZE), np.float32)
   usable = legible_fonts(fonts)
+  paths, flat = [], np.zeros((0, len(LETTERS) * IMAGE_SIZE**2), np.float32)
   while max_fonts is None or len(paths) < max_fonts:
     block = list(itertools.islice(usable, DEDUPLICATION_BLOCK))
     if not block:
       break
-    glyphs = np.stack([g for _, g in block])
-    keep = distinct_rows(glyphs.reshape(len(block), -1), prototypes.reshape(len(paths), glyphs[0].size))
-    keep = keep[:None if max_fonts is None else max_fonts - len(paths)]
+    rows = np.stack([glyphs.reshape(-1) for _, glyphs in block])
+    keep = distinct_rows(rows, flat)[:None if max_fonts is None else max_fonts - len(paths)]
     paths += [block[i][0] for i in keep]
-    prototypes = np.concatenate([prototypes, glyphs[keep]])
+    flat = np.concatenate([flat, rows[keep]])
   if not paths:
     raise RuntimeError("No usable font with the letters A-J was found. Install the Debian packages "
                        "in setup/debian-fonts.txt (apt-get install $(cat setup/debian-fonts.txt)) "
                        "or pass font_paths.")
+  prototypes = flat.reshape(len(paths), len(LETTERS), IMAGE_SIZE, IMAGE_SIZE)
+  prototypes.flags.writeable = False  # shared by every Dataset built from this cached result
   return FontSet(tuple(paths), prototypes)
 
 
@@ -294,8 +303,9 @@ def load_fonts(num_train: int = 960_000, num_test: int = 160_000, seed: int = 0,
   if difficulty not in geometry.FONTS_RANGES:
     raise ValueError(f"difficulty must be one of {sorted(geometry.FONTS_RANGES)}, "
                      f"got {difficulty!r}.")
-  if num_train < 1 or num_test < 1:
-    raise ValueError(f"num_train and num_test must be positive, got {num_train}, {num_test}.")
+  if num_train < 1 or num_test < 1 or (max_fonts is not None and max_fonts < 1):
+    raise ValueError(f"num_train, num_test and max_fonts must be positive, got {num_train}, "
+                     f"{num_test}, {max_fonts}.")
   fonts = find_fonts(max_fonts, None if font_paths is None else tuple(font_paths))
   theta_range = geometry.FONTS_RANGES[difficulty]
   train = rendered_split(fonts, num_train, seed, TRAIN_STREAM, theta_range)

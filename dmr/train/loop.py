@@ -15,7 +15,7 @@ import numpy as np
 import tqdm
 
 from dmr import checkpoint, parallel
-from dmr.data.dataset import epoch_batches, num_batches, padded_rows
+from dmr.data.dataset import epoch_batches, num_batches, pad_indices
 
 
 class TrainingDivergedError(RuntimeError):
@@ -58,10 +58,11 @@ def append_metrics(path: str, record: dict) -> None:
 
 def run_epochs(train_step: Callable, state, x: np.ndarray, y: np.ndarray, *, epochs: int,
                batch_size: int, seed: int, workdir: str, mesh, checkpoint_every_steps: int,
-               log_every_steps: int, desc: str = "train"):
+               log_every_steps: int, desc: str = "train", aux: np.ndarray | None = None):
   """Trains `state` for `epochs` over (x, y), resuming from `workdir`/checkpoints if present.
 
-  train_step(state, x, y, weight, key) -> (state, metrics) is jitted here with `state` donated.
+  train_step(state, x, y, weight, key[, aux]) -> (state, metrics) is jitted here with `state`
+  donated; `aux` [N, ...] (optional) is batched with (x, y), e.g. the latent codes of x.
   Metrics go to `workdir`/metrics.jsonl; every metric is checked to be finite before each log
   and each save, so a diverged run stops (TrainingDivergedError naming `desc` and the step)
   with its last good checkpoint. Returns the final state (replicated over `mesh`).
@@ -88,10 +89,11 @@ def run_epochs(train_step: Callable, state, x: np.ndarray, y: np.ndarray, *, epo
   try:
     for epoch in range(start_epoch, epochs):
       batches = epoch_batches(x, y, batch_size, seed, epoch,
-                              start=start_batch if epoch == start_epoch else 0, pad_to=pad_to)
-      for xb, yb, wb in batches:
-        key = jax.random.fold_in(base_key, step)
-        state, metrics = step_fn(state, *parallel.shard_batch((xb, yb, wb), mesh), key)
+                              start=start_batch if epoch == start_epoch else 0, pad_to=pad_to,
+                              aux=aux)
+      for batch in batches:
+        xb, yb, wb, *auxb = parallel.shard_batch(batch, mesh)
+        state, metrics = step_fn(state, xb, yb, wb, jax.random.fold_in(base_key, step), *auxb)
         step += 1
         progress.update(1)
         should_log = step % log_every_steps == 0 or step == total_steps
@@ -115,11 +117,10 @@ def predict_labels(predict: Callable, params, batch_stats, x: np.ndarray, batch_
   """Predicted labels int [N] of predict(params, batch_stats, x_batch) over x in batches."""
   predict = jax.jit(predict)
   size = parallel.padded_batch_size(batch_size, mesh)
-  dummy_y = np.zeros(len(x), np.int32)
   out = []
   for start in range(0, len(x), batch_size):
     idx = np.arange(start, min(start + batch_size, len(x)))
-    xb, _, _ = padded_rows(x, dummy_y, idx, size)
+    xb = x[pad_indices(idx, size)]
     labels = parallel.to_host(predict(params, batch_stats, parallel.shard_batch(xb, mesh)))
     out.append(labels[:len(idx)])
   return np.concatenate(out)

@@ -1,8 +1,9 @@
 """Classifier train and eval steps as pure functions of (state, batch).
 
 A training variant (PAPER.md, "Training variants") differs only in the function that produces
-the second half of each batch: `second_half(params, batch_stats, x, y, key) -> x'` for the
-rows x [B/2, ...] (an attack, an augmentation); None trains on the clean batch.
+the second half of each batch: `second_half(params, batch_stats, x, y, key, aux) -> x'` for the
+rows x [B/2, ...] (an attack, an augmentation), where aux holds the rows' per-example extras
+(latent codes, transformation parameters) or None; None trains on the clean batch.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-SecondHalfFn = Callable[[dict, dict, jax.Array, jax.Array, jax.Array], jax.Array]
+SecondHalfFn = Callable[..., jax.Array]
 
 
 @flax.struct.dataclass
@@ -44,17 +45,19 @@ def make_logits_fn(model: nn.Module, params: dict, batch_stats: dict):
 
 def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
                     second_half: Optional[SecondHalfFn] = None):
-  """train_step(state, x, y, weight, key) -> (state, metrics), to be jitted.
+  """train_step(state, x, y, weight, key, aux=None) -> (state, metrics), to be jitted.
 
-  x [B, H, W, C], y [B] int32, weight [B] (0 marks padding rows). With `second_half`, rows
-  B/2.. are replaced by second_half(...) of themselves, computed with the current params, and the
-  loss is the mean over both halves.
+  x [B, H, W, C], y [B] int32, weight [B] (0 marks padding rows), aux [B, ...] or None. With
+  `second_half`, rows B/2.. are replaced by second_half(...) of themselves, computed with the
+  current params (no gradient flows through it), and the loss is the mean over both halves.
   """
 
-  def train_step(state: TrainState, x, y, weight, key):
+  def train_step(state: TrainState, x, y, weight, key, aux=None):
     if second_half is not None:
       half = x.shape[0] // 2
-      x = x.at[half:].set(second_half(state.params, state.batch_stats, x[half:], y[half:], key))
+      aux_half = None if aux is None else aux[half:]
+      x_new = second_half(state.params, state.batch_stats, x[half:], y[half:], key, aux_half)
+      x = x.at[half:].set(jax.lax.stop_gradient(x_new))
 
     def loss_fn(params):
       logits, updates = model.apply({"params": params, "batch_stats": state.batch_stats}, x,
