@@ -25,6 +25,8 @@ class ThetaRange:
   hi: tuple[float, ...]
 
   def __post_init__(self):
+    object.__setattr__(self, "lo", tuple(float(v) for v in self.lo))  # hashable: a jit static
+    object.__setattr__(self, "hi", tuple(float(v) for v in self.hi))
     if len(self.lo) != 6 or len(self.hi) != 6 or any(l > h for l, h in zip(self.lo, self.hi)):
       raise ValueError(f"ThetaRange needs 6 lower bounds <= 6 upper bounds, got {self}.")
 
@@ -53,7 +55,8 @@ class ThetaRange:
 
 
 # The FONTS data ranges (PAPER.md table) and the stn_augm range of the other datasets.
-FONTS_EASY = ThetaRange.symmetric(translation=0.1, shear=0.2, scale=(0.9, 1.1), rotation=math.pi / 6)
+FONTS_EASY = ThetaRange.symmetric(translation=0.1, shear=0.2, scale=(0.9, 1.1),
+                                  rotation=math.pi / 6)
 FONTS_MODERATE = ThetaRange.symmetric(translation=0.2, shear=0.4, scale=(0.85, 1.15),
                                       rotation=math.pi / 3)
 FONTS_HARD = ThetaRange.symmetric(translation=0.2, shear=0.5, scale=(0.75, 1.15),

@@ -163,15 +163,20 @@ class FontSet:
   prototypes: np.ndarray
 
 
-@functools.lru_cache(maxsize=8)
-def find_fonts(max_fonts: int | None = None, font_paths: tuple[str, ...] | None = None) -> FontSet:
+def find_fonts(max_fonts: int | None = None, font_paths: Iterable[str] | None = None) -> FontSet:
   """The first max_fonts usable fonts of font_paths (default: `candidate_font_paths()`).
 
   Usable: loads, maps A-J to glyphs named for them (`maps_letters`), renders legibly
   (`is_legible`) and is no near-duplicate (RMS difference of all prototypes <
   DUPLICATE_TOLERANCE) of an earlier font in `font_sort_key` order. The result for max_fonts=k
-  is a prefix of the result for any larger max_fonts.
+  is a prefix of the result for any larger max_fonts. Cached per process.
   """
+  return _find_fonts(max_fonts, None if font_paths is None else tuple(font_paths))
+
+
+@functools.lru_cache(maxsize=8)
+def _find_fonts(max_fonts: int | None, font_paths: tuple[str, ...] | None) -> FontSet:
+  """`find_fonts` with hashable arguments, always passed positionally (one cache key each)."""
   candidates = font_paths if font_paths is not None else candidate_font_paths()
   fonts = sorted(((p, f) for p in candidates if (f := load_font(p)) is not None),
                  key=lambda pf: font_sort_key(*pf))
@@ -234,7 +239,7 @@ def render(prototypes: np.ndarray, theta: np.ndarray) -> np.ndarray:
   return np.concatenate(chunks) if chunks else np.zeros((0, *prototypes.shape[1:]), np.float32)
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
 class RenderedImages:
   """A lazily rendered float32 [N, 28, 28, 1] image array of FONTS.
 
@@ -278,6 +283,10 @@ class RenderedImages:
     images = render(self.prototypes_at(rows), self.theta[rows])
     return images.reshape(*index.shape, *images.shape[1:])
 
+  def __repr__(self) -> str:
+    return (f"RenderedImages(shape={self.shape}, fonts={len(self.prototypes)}, "
+            f"theta_range={self.theta_range})")
+
   def __array__(self, dtype=None, copy=None):
     images = self[np.arange(len(self))]
     return images if dtype is None else images.astype(dtype)
@@ -293,7 +302,7 @@ def rendered_split(fonts: FontSet, num: int, seed: int, stream: int,
 
 def load_fonts(num_train: int = 960_000, num_test: int = 160_000, seed: int = 0,
                difficulty: str = "hard", max_fonts: int | None = None,
-               font_paths: tuple[str, ...] | None = None) -> Dataset:
+               font_paths: Iterable[str] | None = None) -> Dataset:
   """The FONTS Dataset with lazily rendered x_train, x_test (`RenderedImages`), 10 classes A-J.
 
   difficulty: "easy" | "moderate" | "hard" (PAPER.md's ranges, geometry.FONTS_RANGES).
@@ -306,7 +315,7 @@ def load_fonts(num_train: int = 960_000, num_test: int = 160_000, seed: int = 0,
   if num_train < 1 or num_test < 1 or (max_fonts is not None and max_fonts < 1):
     raise ValueError(f"num_train, num_test and max_fonts must be positive, got {num_train}, "
                      f"{num_test}, {max_fonts}.")
-  fonts = find_fonts(max_fonts, None if font_paths is None else tuple(font_paths))
+  fonts = find_fonts(max_fonts, font_paths)
   theta_range = geometry.FONTS_RANGES[difficulty]
   train = rendered_split(fonts, num_train, seed, TRAIN_STREAM, theta_range)
   test = rendered_split(fonts, num_test, seed, TEST_STREAM, theta_range)

@@ -44,20 +44,21 @@ def make_logits_fn(model: nn.Module, params: dict, batch_stats: dict):
 
 
 def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
-                    second_half: Optional[SecondHalfFn] = None):
+                    second_half: Optional[SecondHalfFn] = None, half: Optional[int] = None):
   """train_step(state, x, y, weight, key, aux=None) -> (state, metrics), to be jitted.
 
   x [B, H, W, C], y [B] int32, weight [B] (0 marks padding rows), aux [B, ...] or None. With
-  `second_half`, rows B/2.. are replaced by second_half(...) of themselves, computed with the
-  current params (no gradient flows through it), and the loss is the mean over both halves.
+  `second_half`, rows half.. (default B/2; pass batch_size // 2 when batches carry padding rows
+  at their end) are replaced by second_half(...) of themselves, computed with the current params
+  (no gradient flows through it), and the loss is the mean over both halves.
   """
 
   def train_step(state: TrainState, x, y, weight, key, aux=None):
     if second_half is not None:
-      half = x.shape[0] // 2
-      aux_half = None if aux is None else aux[half:]
-      x_new = second_half(state.params, state.batch_stats, x[half:], y[half:], key, aux_half)
-      x = x.at[half:].set(jax.lax.stop_gradient(x_new))
+      split = x.shape[0] // 2 if half is None else half
+      aux_half = None if aux is None else aux[split:]
+      x_new = second_half(state.params, state.batch_stats, x[split:], y[split:], key, aux_half)
+      x = x.at[split:].set(jax.lax.stop_gradient(x_new))
 
     def loss_fn(params):
       logits, updates = model.apply({"params": params, "batch_stats": state.batch_stats}, x,
