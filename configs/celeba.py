@@ -3,4 +3,6 @@ from dmr import config
 
 
 def get_config(preset: str = "paper"):
-  return config.base("celeb_a", preset or "paper")
+  c = config.base("celeb_a", preset or "paper")
+  config.vaegan_defaults(c, latent_dim=25, epochs=30, beta=3.0)
+  return c

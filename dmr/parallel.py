@@ -6,9 +6,13 @@ its own devices; `jax.jit` with these shardings then computes exactly the single
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from dmr.data.dataset import pad_indices
 
 AXIS = "data"
 
@@ -56,6 +60,29 @@ def shard_batch(arrays, mesh: Mesh):
     return jax.make_array_from_callback(a.shape, sharding, lambda index: a[index])
 
   return jax.tree.map(put, arrays)
+
+
+def map_in_batches(fn: Callable, arrays: tuple, batch_size: int, mesh: Mesh,
+                   key: jax.Array | None = None):
+  """fn(*batch[, key_b]) over the rows of `arrays` (each [N, ...], any array-like with len() and
+  integer-array indexing) in batches of `batch_size` sharded over `mesh`; the outputs (a pytree
+  of [batch, ...] or, for fields named in `rows_last`, [..., batch] arrays) are concatenated
+  into numpy arrays over all N rows.
+
+  The last batch is padded (repeating its first row) so that one compilation of fn serves all
+  batches; padding rows are dropped from the outputs. With `key`, batch b gets fold_in(key, b).
+  fn should be jitted (or call jitted code); its outputs must have the batch as leading axis.
+  """
+  size = padded_batch_size(batch_size, mesh)
+  n = len(arrays[0])
+  outputs = []
+  for b, start in enumerate(range(0, n, batch_size)):
+    idx = np.arange(start, min(start + batch_size, n))
+    batch = shard_batch(tuple(a[pad_indices(idx, size)] for a in arrays), mesh)
+    extra = () if key is None else (jax.random.fold_in(key, b),)
+    out = to_host(fn(*batch, *extra))
+    outputs.append(jax.tree.map(lambda a: a[:len(idx)], out))
+  return jax.tree.map(lambda *parts: np.concatenate(parts), *outputs)
 
 
 def to_host(tree):

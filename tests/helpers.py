@@ -10,6 +10,10 @@ import jax
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+# The foundation's tests train normal classifiers only.
+CLASSIFIERS_ONLY = ("--config.stages=('classifiers',)", "--config.variants=('normal',)")
+
+
 def main_command(workdir: str, *overrides: str, config: str = "configs/fashion.py:smoke") -> list:
   return [sys.executable, "-m", "dmr.main", f"--config={config}", f"--workdir={workdir}",
           *overrides]

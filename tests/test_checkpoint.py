@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from dmr import checkpoint, experiments, results
-from tests.helpers import REPO, final_state, main_command, run_main, subprocess_env
+from tests.helpers import CLASSIFIERS_ONLY, REPO, final_state, main_command, run_main, subprocess_env
 from tests.test_config import get_config
 
 # 1000 examples, batch 100, 3 epochs: 30 steps, a checkpoint every 4 (mid-epoch) and per epoch.
-OVERRIDES = ("--config.training_sizes=(1000,)", "--config.train.epochs=3",
+OVERRIDES = CLASSIFIERS_ONLY + ("--config.training_sizes=(1000,)", "--config.train.epochs=3",
              "--config.train.checkpoint_every_steps=4")
 
 
@@ -60,9 +60,9 @@ def test_sigkill_mid_epoch_then_rerun_ends_bit_identical(tmp_path):
 
 def test_finished_model_is_skipped_and_damaged_checkpoint_is_kept(tmp_path):
   workdir = str(tmp_path / "run")
-  run_main(workdir, "--config.training_sizes=(300,)")
+  run_main(workdir, *CLASSIFIERS_ONLY, "--config.training_sizes=(300,)")
   before = results.load(workdir)
-  rerun = run_main(workdir, "--config.training_sizes=(300,)")
+  rerun = run_main(workdir, *CLASSIFIERS_ONLY, "--config.training_sizes=(300,)")
   assert "skip normal n=300 seed=0: finished" in rerun.stderr
   assert results.load(workdir) == before
 
@@ -76,7 +76,7 @@ def test_finished_model_is_skipped_and_damaged_checkpoint_is_kept(tmp_path):
         f.write(b"garbage")
   snapshot = {os.path.join(r, n): open(os.path.join(r, n), "rb").read()
               for r, _, fs in os.walk(ckpt_dir) for n in fs}
-  out = subprocess.run(main_command(workdir, "--config.training_sizes=(300,)"), cwd=REPO,
+  out = subprocess.run(main_command(workdir, *CLASSIFIERS_ONLY, "--config.training_sizes=(300,)"), cwd=REPO,
                        env=subprocess_env(), capture_output=True, text=True)
   assert out.returncode != 0
   assert "cannot be read" in out.stderr and "delete or move" in out.stderr

@@ -5,13 +5,13 @@ import os
 import pytest
 
 from dmr.data import fashion_mnist
-from tests.helpers import run_main
+from tests.helpers import CLASSIFIERS_ONLY, run_main
 
 
 @pytest.mark.skipif(not fashion_mnist.has_local_files(), reason="needs dataset-fashion-mnist")
 def test_smoke_run_writes_the_run_contract(tmp_path):
   workdir = str(tmp_path)
-  out = run_main(workdir, "--config.training_sizes=(500,)", "--config.train.epochs=2")
+  out = run_main(workdir, *CLASSIFIERS_ONLY, "--config.training_sizes=(500,)", "--config.train.epochs=2")
   assert f"Results: {workdir}/results.json" in out.stdout
   with open(os.path.join(workdir, "config.json")) as f:
     config = json.load(f)

@@ -6,11 +6,11 @@ import jax
 import numpy as np
 
 from dmr import results
-from tests.helpers import REPO, final_state, main_command, run_main, subprocess_env
+from tests.helpers import CLASSIFIERS_ONLY, REPO, final_state, main_command, run_main, subprocess_env
 from tests.test_checkpoint import smoke_config
 
 # 300 examples, batch 100, 1 epoch: 3 steps.
-OVERRIDES = ("--config.training_sizes=(300,)", "--config.train.epochs=1")
+OVERRIDES = CLASSIFIERS_ONLY + ("--config.training_sizes=(300,)", "--config.train.epochs=1")
 
 
 def free_port():

@@ -36,7 +36,7 @@ _compiled_latent_attack = jax.jit(_latent_attack, static_argnames="spec")
 def latent_pgd(decode_fn, logits_fn, z, y, *, key, eps, norm: str = "linf", box=None,
                steps: int = 40, step_size=None, optimizer: str = "sign", restarts: int = 1,
                init: str = "uniform", loss: str = "ce", targeted: bool = False,
-               early_stop: bool = True) -> LatentAttackResult:
+               early_stop: bool = True, unroll: bool = False) -> LatentAttackResult:
   """Attacks logits_fn(decode_fn(z)) by perturbing z within an eps-ball around z, inside `box`.
 
   Serves VAE latent codes (decode_fn = the class's decoder) and FONTS transformation parameters
@@ -46,7 +46,7 @@ def latent_pgd(decode_fn, logits_fn, z, y, *, key, eps, norm: str = "linf", box=
   Args:
     decode_fn: pure function, codes [N, d] -> inputs of logits_fn [N, ...] (rows independent).
     logits_fn: pure function, inputs [N, ...] -> logits [N, K].
-    z: starting codes [B, d], finite, inside `box`.
+    z: starting codes [B, d], finite, inside `box` (clip them into it first if needed).
     y: int labels [B] (targets if targeted).
     box: None, or (lo, hi) per-dimension limits of z, each a scalar or [d] (e.g. the range of the
       training codes).
@@ -56,8 +56,10 @@ def latent_pgd(decode_fn, logits_fn, z, y, *, key, eps, norm: str = "linf", box=
     LatentAttackResult(z_adv [B, d], x_adv [B, ...], success [B], success_per_restart [R, B],
     loss [B]).
   """
-  spec = projected_gradient.AttackSpec(norm, steps, optimizer, restarts, init, loss, targeted, early_stop)
+  spec = projected_gradient.AttackSpec(norm, steps, optimizer, restarts, init, loss, targeted,
+                                       early_stop, unroll)
   projected_gradient.validate_attack(spec, key, eps, step_size, z, y, box, "z", "box")
   step_size = projected_gradient.resolve_step_size(step_size, eps, spec)
-  return _compiled_latent_attack(projected_gradient.as_pytree_fn(decode_fn), projected_gradient.as_pytree_fn(logits_fn),
-                                 z, y, key, eps, step_size, box, spec)
+  return _compiled_latent_attack(projected_gradient.as_pytree_fn(decode_fn),
+                                 projected_gradient.as_pytree_fn(logits_fn), z, y, key, eps,
+                                 step_size, box, spec)

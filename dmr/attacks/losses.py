@@ -7,9 +7,6 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-LOSSES = ("ce", "margin")
-
-
 def cross_entropy(logits, labels):
   """-log softmax(logits)[label]. [N]."""
   true_logit = jnp.take_along_axis(logits, labels[:, None], axis=1)[:, 0]
@@ -23,18 +20,17 @@ def margin(logits, labels):
   return jnp.max(others, axis=1) - true_logit
 
 
+_LOSSES = {"ce": cross_entropy, "margin": margin}
+LOSSES = tuple(_LOSSES)
+
+
 def attack_loss(logits, labels, loss: str, targeted: bool):
   """The objective an attack maximizes. [N].
 
   Untargeted: `loss` ("ce" | "margin") of the true label. Targeted (labels are targets): the
   negated loss of the target, i.e. -ce(target) or logit(target) - max other logit.
   """
-  if loss == "ce":
-    value = cross_entropy(logits, labels)
-  elif loss == "margin":
-    value = margin(logits, labels)
-  else:
-    raise ValueError(f"loss={loss!r}; allowed: {LOSSES}.")
+  value = _LOSSES[loss](logits, labels)
   return -value if targeted else value
 
 

@@ -13,17 +13,15 @@ import optax
 
 from dmr.attacks import projections
 
-OPTIMIZERS = ("sign", "adam")
 # One L1 step moves the top 1/20 (5%) of the coordinates by |gradient|, at least one, as
 # advertorch's SparseL1Descent (l1_sparsity=0.95).
 L1_STEP_SHARE = 20
 
 
-def default_step_size(eps, norm: str, optimizer: str, steps: int):
+def default_step_size(eps, optimizer: str, steps: int):
   """sign: 2.5 * eps / steps for every norm (Madry et al., the robustness library), so the
   iterates can cross the ball and back; adam: 0.005 for every norm, the paper's learning rate
   (it moves each coordinate by about 0.005 per step, independent of eps)."""
-  del norm
   if optimizer == "adam":
     return 0.005
   return 2.5 * eps / steps
@@ -52,34 +50,35 @@ def steepest_ascent(grad, norm: str, movable=None):
   if norm == "linf":
     return jnp.sign(grad)
   if norm == "l2":
-    norm_ = projections.lp_norm(grad, "l2").reshape((-1,) + (1,) * (grad.ndim - 1))
-    return grad / jnp.maximum(norm_, jnp.finfo(grad.dtype).tiny)
-  if norm == "l1":
-    movable = jnp.ones(grad.shape, bool) if movable is None else movable
-    return sparse_l1_direction(grad, movable)
-  raise ValueError(f"norm={norm!r}; allowed: {projections.NORMS}.")
+    length = projections.per_row(projections.lp_norm(grad, "l2"), grad)
+    return grad / jnp.maximum(length, jnp.finfo(grad.dtype).tiny)
+  return sparse_l1_direction(grad, jnp.ones(grad.shape, bool) if movable is None else movable)
 
 
 def sign_ascent(norm: str, step_size) -> optax.GradientTransformationExtraArgs:
   """Update = step_size * steepest_ascent(grad); L1 ignores coordinates pushed into the box."""
 
-  def update(grad, state, params=None, *, x_adv=None, bounds=None, **_):
+  def update(grad, state, params=None, *, x_adv, bounds):
     del params
-    movable = None
-    if norm == "l1" and x_adv is not None:
-      movable = ~projections.at_box_face(x_adv, grad, bounds)
+    movable = ~projections.at_box_face(x_adv, grad, bounds) if norm == "l1" else None
     return step_size * steepest_ascent(grad, norm, movable), state
 
   return optax.GradientTransformationExtraArgs(lambda params: optax.EmptyState(), update)
 
 
+def adam_ascent(norm: str, step_size) -> optax.GradientTransformationExtraArgs:
+  """optax.adam with learning rate step_size on the negated gradient (it ignores the norm)."""
+  del norm
+  return optax.chain(optax.scale(-1.0), optax.adam(step_size))
+
+
+_OPTIMIZERS = {"sign": sign_ascent, "adam": adam_ascent}
+OPTIMIZERS = tuple(_OPTIMIZERS)
+
+
 def make_optimizer(optimizer: str, norm: str, step_size) -> optax.GradientTransformationExtraArgs:
   """The attack optimizer named `optimizer` ("sign" | "adam"); updates ascend the loss."""
-  if optimizer == "sign":
-    return sign_ascent(norm, step_size)
-  if optimizer == "adam":
-    return optax.chain(optax.scale(-1.0), optax.adam(step_size))
-  raise ValueError(f"optimizer={optimizer!r}; allowed: {OPTIMIZERS}.")
+  return _OPTIMIZERS[optimizer](norm, step_size)
 
 
 def projection_rounds(optimizer: str) -> int:

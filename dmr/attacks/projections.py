@@ -6,10 +6,7 @@ array broadcastable to one row.
 """
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
-
-NORMS = ("linf", "l2", "l1")
 
 
 def _rows(v):
@@ -17,21 +14,22 @@ def _rows(v):
   return v.reshape((v.shape[0], -1))
 
 
-def _per_row(s, like):
-  """[N] -> [N, 1, ..., 1] broadcastable against `like` [N, ...]."""
+def per_row(s, like):
+  """Per-row values s [N] -> [N, 1, ..., 1], broadcastable against `like` [N, ...]."""
   return s.reshape((-1,) + (1,) * (like.ndim - 1))
+
+
+_ROW_NORMS = {
+    "linf": lambda flat: jnp.max(jnp.abs(flat), axis=1),
+    "l2": lambda flat: jnp.sqrt(jnp.sum(flat * flat, axis=1)),
+    "l1": lambda flat: jnp.sum(jnp.abs(flat), axis=1),
+}
+NORMS = tuple(_ROW_NORMS)
 
 
 def lp_norm(v, norm: str):
   """The `norm` ("linf" | "l2" | "l1") of each row of v [N, ...]. Returns [N]."""
-  flat = _rows(v)
-  if norm == "linf":
-    return jnp.max(jnp.abs(flat), axis=1)
-  if norm == "l2":
-    return jnp.sqrt(jnp.sum(flat * flat, axis=1))
-  if norm == "l1":
-    return jnp.sum(jnp.abs(flat), axis=1)
-  raise ValueError(f"norm={norm!r}; allowed: {NORMS}.")
+  return _ROW_NORMS[norm](_rows(v))
 
 
 def project_linf(v, eps):
@@ -43,7 +41,7 @@ def project_l2(v, eps):
   """Euclidean projection of each row of v [N, ...] onto {||.||_2 <= eps}."""
   norm = lp_norm(v, "l2")
   scale = jnp.minimum(1.0, eps / jnp.maximum(norm, jnp.finfo(v.dtype).tiny))
-  return v * _per_row(scale, v)
+  return v * per_row(scale, v)
 
 
 def project_l1(v, eps):
@@ -66,13 +64,7 @@ def project_l1(v, eps):
 
 def project_ball(v, eps, norm: str):
   """Euclidean projection of each row of v [N, ...] onto the `norm` ball of radius eps."""
-  if norm == "linf":
-    return project_linf(v, eps)
-  if norm == "l2":
-    return project_l2(v, eps)
-  if norm == "l1":
-    return project_l1(v, eps)
-  raise ValueError(f"norm={norm!r}; allowed: {NORMS}.")
+  return {"linf": project_linf, "l2": project_l2, "l1": project_l1}[norm](v, eps)
 
 
 def clip_to_box(x, bounds):

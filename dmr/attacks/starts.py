@@ -13,8 +13,6 @@ from jax.scipy.special import ndtri
 
 from dmr.attacks import projections
 
-INITS = ("uniform", "paper", "zero")
-
 
 def _open_uniform(key, rows: int, columns: int, dtype):
   """U(0, 1) excluding 0, [rows, columns]."""
@@ -33,20 +31,18 @@ def uniform_in_ball(key, shape, eps, norm: str, dtype=jnp.float32):
   l1: random signs times the first D of D + 1 normalized exponentials (a Dirichlet(1, ..., 1)
   sample, uniform on {y >= 0, sum y <= 1}), times eps.
   """
-  rows, dim = shape[0], math.prod(shape[1:])
   if norm == "linf":
     return jax.random.uniform(key, shape, dtype, -eps, eps)
+  rows, dim = shape[0], math.prod(shape[1:])
   if norm == "l2":
     u = _open_uniform(key, rows, dim + 1, dtype)
     direction = _unit_rows(ndtri(u[:, :dim]), "l2")
     return (eps * u[:, dim:] ** (1.0 / dim) * direction).reshape(shape)
-  if norm == "l1":
-    u = _open_uniform(key, rows, 2 * dim + 1, dtype)
-    exponential = -jnp.log(u[:, :dim + 1])
-    signs = jnp.where(u[:, dim + 1:] < 0.5, -1.0, 1.0).astype(dtype)
-    simplex = exponential[:, :dim] / jnp.sum(exponential, axis=1, keepdims=True)
-    return (eps * signs * simplex).reshape(shape)
-  raise ValueError(f"norm={norm!r}; allowed: {projections.NORMS}.")
+  u = _open_uniform(key, rows, 2 * dim + 1, dtype)
+  exponential = -jnp.log(u[:, :dim + 1])
+  signs = jnp.where(u[:, dim + 1:] < 0.5, -1.0, 1.0).astype(dtype)
+  simplex = exponential[:, :dim] / jnp.sum(exponential, axis=1, keepdims=True)
+  return (eps * signs * simplex).reshape(shape)
 
 
 def paper_start(key, shape, eps, norm: str, dtype=jnp.float32):
@@ -56,15 +52,14 @@ def paper_start(key, shape, eps, norm: str, dtype=jnp.float32):
   return (eps * u[:, dim:] * _unit_rows(ndtri(u[:, :dim]), norm)).reshape(shape)
 
 
-def initial_perturbation(key, shape, eps, norm: str, init: str, dtype=jnp.float32):
-  """One restart's starting perturbation [N, ...] (not yet projected into a box)."""
-  if init == "uniform":
-    return uniform_in_ball(key, shape, eps, norm, dtype)
-  if init == "paper":
-    return paper_start(key, shape, eps, norm, dtype)
-  if init == "zero":
-    return jnp.zeros(shape, dtype)
-  raise ValueError(f"init={init!r}; allowed: {INITS}.")
+def zero_start(key, shape, eps, norm: str, dtype=jnp.float32):
+  """No perturbation, [N, ...]."""
+  del key, eps, norm
+  return jnp.zeros(shape, dtype)
+
+
+_STARTS = {"uniform": uniform_in_ball, "paper": paper_start, "zero": zero_start}
+INITS = tuple(_STARTS)
 
 
 def restart_perturbations(key, shape, eps, norm: str, init: str, restarts: int,
@@ -74,5 +69,5 @@ def restart_perturbations(key, shape, eps, norm: str, init: str, restarts: int,
   Restart r draws from fold_in(key, r), so the first restarts of a run with more restarts
   are exactly those of a run with fewer.
   """
-  keys = jax.vmap(lambda r: jax.random.fold_in(key, r))(jnp.arange(restarts))
-  return jax.vmap(lambda k: initial_perturbation(k, shape, eps, norm, init, dtype))(keys)
+  start = lambda r: _STARTS[init](jax.random.fold_in(key, r), shape, eps, norm, dtype)
+  return jax.lax.map(start, jnp.arange(restarts))  # a loop: cheaper to compile than vmap here

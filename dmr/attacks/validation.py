@@ -27,15 +27,16 @@ def _check_count(name: str, value) -> None:
     raise ValueError(f"{name}={value!r} must be a Python int >= 1.")
 
 
-def check_options(*, norm, optimizer, init_, loss, steps_, restarts, targeted, early_stop) -> None:
-  """The static options of an attack."""
-  _check_choice("norm", norm, projections.NORMS)
-  _check_choice("optimizer", optimizer, optimizers.OPTIMIZERS)
-  _check_choice("init", init_, starts.INITS)
-  _check_choice("loss", loss, losses.LOSSES)
-  _check_count("steps", steps_)
-  _check_count("restarts", restarts)
-  for name, flag in (("targeted", targeted), ("early_stop", early_stop)):
+def check_options(spec) -> None:
+  """The static options of an attack (an AttackSpec)."""
+  _check_choice("norm", spec.norm, projections.NORMS)
+  _check_choice("optimizer", spec.optimizer, optimizers.OPTIMIZERS)
+  _check_choice("init", spec.init, starts.INITS)
+  _check_choice("loss", spec.loss, losses.LOSSES)
+  _check_count("steps", spec.steps)
+  _check_count("restarts", spec.restarts)
+  for name in ("targeted", "early_stop", "unroll"):
+    flag = getattr(spec, name)
     if not isinstance(flag, bool):
       raise ValueError(f"{name}={flag!r} must be a Python bool.")
 
@@ -51,8 +52,10 @@ def check_positive(name: str, value) -> None:
 
 
 def check_key(key) -> None:
-  if not (jnp.issubdtype(jnp.asarray(key).dtype, jax.dtypes.prng_key)
-          or (np.shape(key) == (2,) and jnp.asarray(key).dtype == jnp.uint32)):
+  """A typed key (jax.random.key) or a raw uint32[2] key (jax.random.PRNGKey)."""
+  dtype = jnp.result_type(key)
+  if not (jnp.issubdtype(dtype, jax.dtypes.prng_key)
+          or (np.shape(key) == (2,) and dtype == jnp.uint32)):
     raise ValueError("key must be a jax.random key, e.g. key=jax.random.key(0).")
 
 
@@ -60,14 +63,14 @@ def check_labels(x, y, what: str = "x") -> None:
   """y [B] of an integer dtype, with the batch size of x [B, ...]."""
   if np.ndim(x) < 1:
     raise ValueError(f"{what} must have a leading batch axis [B, ...], got shape {np.shape(x)}.")
-  if not jnp.issubdtype(jnp.asarray(y).dtype, jnp.integer):
-    raise ValueError(f"y must hold integer class labels (e.g. int32), got dtype {jnp.asarray(y).dtype};"
-                     " convert with y.astype(jnp.int32).")
+  if not jnp.issubdtype(jnp.result_type(y), jnp.integer):
+    raise ValueError(f"y must hold integer class labels, got dtype {jnp.result_type(y)}; "
+                     "convert with y.astype(jnp.int32).")
   if np.shape(y) != (np.shape(x)[0],):
     raise ValueError(f"y must have shape [B] = ({np.shape(x)[0]},) to match {what} "
                      f"{np.shape(x)}, got {np.shape(y)}.")
-  if not jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating):
-    raise ValueError(f"{what} must be a floating array, got dtype {jnp.asarray(x).dtype}.")
+  if not jnp.issubdtype(jnp.result_type(x), jnp.floating):
+    raise ValueError(f"{what} must be a floating array, got dtype {jnp.result_type(x)}.")
 
 
 def check_bounds(bounds, name: str = "bounds") -> None:

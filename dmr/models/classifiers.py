@@ -6,42 +6,20 @@ Every classifier maps images [B, H, W, C] in [0, 1] to logits [B, K] and takes
 """
 from __future__ import annotations
 
-import functools
 from typing import Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
 
-# PyTorch's BatchNorm defaults (momentum 0.1 there is 0.9 here), as the paper's code used.
-BatchNorm = functools.partial(nn.BatchNorm, momentum=0.9, epsilon=1e-5)
-
-
-def _bn(x, train: bool, mask):
-  """BatchNorm over all axes but the last, restricted to the rows where mask [B] is true."""
-  if mask is not None:
-    mask = jnp.broadcast_to(mask.reshape((-1,) + (1,) * (x.ndim - 1)).astype(bool), x.shape)
-  return BatchNorm(use_running_average=not train)(x, mask=mask)
-
-
-def conv_stack_depth(height: int, width: int, kernel: int = 4, stride: int = 2,
-                     padding: int = 1) -> int:
-  """Number of strided convs applied while the spatial size stays >= 4 (PAPER.md).
-
-  28x28 -> 3 (28->14->7->3), 56x48 -> 4 (56x48->28x24->14x12->7x6->3x3).
-  """
-  depth, size = 0, min(height, width)
-  while size >= 4:
-    size = (size + 2 * padding - kernel) // stride + 1
-    depth += 1
-  return depth
+from dmr.models.layers import conv_bn_relu_stack, conv_stack_depth  # noqa: F401 (re-exported)
+from dmr.models.layers import masked_batch_norm as _bn
 
 
 class ConvClassifier(nn.Module):
-  """Conv(k4, s2, p1) -> BN -> ReLU, channels 16, 32, ..., then Linear(10K) -> Linear(K).
+  """Conv(k, s2, p k/2-1) -> BN -> ReLU, channels 16, 32, ..., then Linear(10K) -> Linear(K).
 
-  The two linear layers have no nonlinearity between them, as in the paper's code. The convs
-  have no bias: BatchNorm subtracts it right away, so it would only be a parameter whose
-  gradient is rounding noise (which Adam's normalization turns into lr-sized steps).
+  The two linear layers have no nonlinearity between them, as in the paper's code. With kernel 6
+  and 64 channels it is the VAE-GAN's discriminator (PAPER.md).
   """
   num_classes: int = 10
   channels: int = 16
@@ -49,11 +27,7 @@ class ConvClassifier(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool = False, mask=None):
-    depth = conv_stack_depth(x.shape[1], x.shape[2], self.kernel)
-    for i in range(depth):
-      x = nn.Conv(self.channels * 2**i, (self.kernel, self.kernel), strides=2,
-                  padding=((1, 1), (1, 1)), use_bias=False)(x)
-      x = nn.relu(_bn(x, train, mask))
+    x = conv_bn_relu_stack(x, self.channels, self.kernel, train, mask)
     x = x.reshape((x.shape[0], -1))
     x = nn.Dense(10 * self.num_classes)(x)
     return nn.Dense(self.num_classes)(x)

@@ -15,7 +15,7 @@ import numpy as np
 import tqdm
 
 from dmr import checkpoint, parallel
-from dmr.data.dataset import epoch_batches, num_batches, pad_indices
+from dmr.data.dataset import epoch_batches, num_batches
 
 
 class TrainingDivergedError(RuntimeError):
@@ -112,15 +112,18 @@ def run_epochs(train_step: Callable, state, x: np.ndarray, y: np.ndarray, *, epo
   return state
 
 
+def map_batches(fn: Callable, args: tuple, x, batch_size: int, mesh):
+  """fn(*args, x_batch) over the rows of x [N, ...] in batches sharded over `mesh`: the outputs
+  (a pytree of [batch, ...] arrays) concatenated into numpy arrays [N, ...].
+
+  x: any array-like with len() and integer-array indexing. `args` (e.g. params) are jit
+  arguments, so one compilation of fn serves every call with the same shapes.
+  """
+  fn = jax.jit(fn)
+  return parallel.map_in_batches(lambda xb: fn(*args, xb), (x,), batch_size, mesh)
+
+
 def predict_labels(predict: Callable, params, batch_stats, x: np.ndarray, batch_size: int,
                    mesh) -> np.ndarray:
   """Predicted labels int [N] of predict(params, batch_stats, x_batch) over x in batches."""
-  predict = jax.jit(predict)
-  size = parallel.padded_batch_size(batch_size, mesh)
-  out = []
-  for start in range(0, len(x), batch_size):
-    idx = np.arange(start, min(start + batch_size, len(x)))
-    xb = x[pad_indices(idx, size)]
-    labels = parallel.to_host(predict(params, batch_stats, parallel.shard_batch(xb, mesh)))
-    out.append(labels[:len(idx)])
-  return np.concatenate(out)
+  return map_batches(predict, (params, batch_stats), x, batch_size, mesh)

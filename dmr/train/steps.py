@@ -7,6 +7,7 @@ rows x [B/2, ...] (an attack, an augmentation), where aux holds the rows' per-ex
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable, Optional
 
 import flax
@@ -38,9 +39,22 @@ def weighted_mean(values: jax.Array, weight: jax.Array) -> jax.Array:
   return jnp.sum(values * weight) / jnp.maximum(jnp.sum(weight), 1.0)
 
 
-def make_logits_fn(model: nn.Module, params: dict, batch_stats: dict):
-  """x [B, H, W, C] -> logits [B, K], BatchNorm in inference mode; a pure function."""
-  return lambda x: model.apply({"params": params, "batch_stats": batch_stats}, x, train=False)
+@dataclasses.dataclass(frozen=True)
+class _ApplyInInferenceMode:
+  model: nn.Module
+
+  def __call__(self, variables, x):
+    return self.model.apply(variables, x, train=False)
+
+
+def make_logits_fn(model: nn.Module, params: dict, batch_stats: dict) -> jax.tree_util.Partial:
+  """logits_fn(x [B, H, W, C]) -> logits [B, K], BatchNorm in inference mode; a pure function.
+
+  A jax.tree_util.Partial with the variables as pytree leaves: jitted code taking it as an
+  argument compiles once for every model of the same architecture.
+  """
+  return jax.tree_util.Partial(_ApplyInInferenceMode(model),
+                               {"params": params, "batch_stats": batch_stats})
 
 
 def make_train_step(model: nn.Module, tx: optax.GradientTransformation,

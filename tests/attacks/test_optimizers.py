@@ -46,6 +46,6 @@ def test_adam_ascends_with_learning_rate_steps():
 
 
 def test_default_step_sizes():
-  assert optimizers.default_step_size(0.3, "linf", "sign", 40) == 2.5 * 0.3 / 40
-  assert optimizers.default_step_size(1.5, "l2", "adam", 40) == 0.005
+  assert optimizers.default_step_size(0.3, "sign", 40) == 2.5 * 0.3 / 40
+  assert optimizers.default_step_size(1.5, "adam", 40) == 0.005
   assert optimizers.projection_rounds("adam") == 5 and optimizers.projection_rounds("sign") == 1

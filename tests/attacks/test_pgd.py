@@ -172,6 +172,7 @@ def test_validation_errors_say_what_to_do():
       (dict(bounds=(1.0, 0.0)), "bounds: lo must be <= hi"),
       (dict(key=3), "key must be a jax.random key"),
       (dict(targeted=1), "targeted=1 must be a Python bool"),
+      (dict(unroll=None), "unroll=None must be a Python bool"),
   ]
   for kwargs, message in cases:
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("(", r"\(")

@@ -6,7 +6,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from dmr import attacks
 
-DIM, CLASSES, BATCH = 12, 4, 16
+DIM, CLASSES, BATCH = 16, 4, 16
 _KEYS = jax.random.split(jax.random.key(3), 4)
 PARAMS = (jax.random.normal(_KEYS[0], (DIM, 16)), jax.random.normal(_KEYS[1], (16, CLASSES)))
 OPTIONS = dict(eps=0.1, steps=8, optimizer="adam", step_size=0.02, restarts=2, init="paper")
@@ -42,9 +42,25 @@ def test_jit_with_params_closed_over_equals_eager():
   attack = jax.jit(lambda params, x, y, key: attacks.pgd(lambda v: mlp(params, v), x, y,
                                                          key=key, **OPTIONS))
   _assert_same(attack(PARAMS, X[0], Y[0], KEYS[0]), want)
-  # A Partial over params is a traced argument, so new params reuse the compiled attack.
-  partial = jax.tree_util.Partial(mlp, PARAMS)
-  _assert_same(attacks.pgd(partial, X[0], Y[0], key=KEYS[0], **OPTIONS), want)
+
+
+def test_training_loss_on_x_adv_differentiates_around_the_attack():
+  def loss(params, x_adv):
+    return jnp.mean(jax.nn.logsumexp(mlp(params, x_adv), axis=1))
+
+  def adversarial_loss(params):
+    r = attacks.pgd(lambda v: mlp(params, v), X[0], Y[0], key=KEYS[0], **OPTIONS)
+    return loss(params, r.x_adv)
+
+  x_adv = _eager(0).x_adv
+  got = jax.grad(adversarial_loss)(PARAMS)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), got,
+               jax.grad(loss)(PARAMS, x_adv))
+
+
+def test_unrolled_loop_equals_while_loop():
+  unrolled = attacks.pgd(logits_fn, X[0], Y[0], key=KEYS[0], unroll=True, **OPTIONS)
+  _assert_same(unrolled, _eager(0))
 
 
 def test_vmap_over_independent_problems_equals_eager():
@@ -58,7 +74,8 @@ def test_batch_sharded_over_8_devices_equals_eager():
   assert jax.device_count() == 8
   sharding = NamedSharding(Mesh(np.array(jax.devices()), ("data",)), PartitionSpec("data"))
   x, y = jax.device_put(X[1], sharding), jax.device_put(Y[1], sharding)
-  got = attacks.pgd(logits_fn, x, y, key=KEYS[1], **OPTIONS)
+  # A Partial over params: the params are a traced argument, so new params reuse the program.
+  got = attacks.pgd(jax.tree_util.Partial(mlp, PARAMS), x, y, key=KEYS[1], **OPTIONS)
   assert len(got.x_adv.sharding.device_set) == 8
   _assert_same(got, _eager(1))
   rate = jax.jit(attacks.success_rate)(got, jnp.ones(BATCH, bool))
@@ -66,6 +83,7 @@ def test_batch_sharded_over_8_devices_equals_eager():
 
 
 def test_latent_pgd_under_jit_and_vmap_equals_eager():
+  # vmap over codes and labels with one key (batched keys are covered by the pgd test above).
   decoder = jax.random.normal(_KEYS[0], (3, DIM)) * 0.3
   decode = lambda z: jax.nn.sigmoid(z @ decoder)
   z = jax.random.normal(_KEYS[1], (3, BATCH, 3))
@@ -74,7 +92,7 @@ def test_latent_pgd_under_jit_and_vmap_equals_eager():
   run = lambda z, y, key: attacks.latent_pgd(decode, logits_fn, z, y, key=key, **options)
   want = run(z[0], y[0], KEYS[0])
   assert 0 < int(want.success.sum()) < BATCH
-  got = jax.jit(jax.vmap(run))(z, y, KEYS)
+  got = jax.jit(jax.vmap(run, in_axes=(0, 0, None)))(z, y, KEYS[0])
   first = jax.tree.map(lambda a: a[0], got)
   _assert_same(first._replace(x_adv=first.z_adv), want._replace(x_adv=want.z_adv))
   np.testing.assert_allclose(first.x_adv, want.x_adv, atol=1e-5)

@@ -1,0 +1,95 @@
+"""Building blocks shared by the classifiers and the VAE-GAN: masked BatchNorm, the strided conv stack.
+
+Helpers that create flax submodules are called from inside a parent's `nn.compact` method, so the
+submodules are named by the parent (Conv_0, BatchNorm_0, ...) as if written there.
+"""
+from __future__ import annotations
+
+import functools
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+# PyTorch's BatchNorm defaults (momentum 0.1 there is 0.9 here), as the paper's code used.
+BatchNorm = functools.partial(nn.BatchNorm, momentum=0.9, epsilon=1e-5)
+
+
+def masked_batch_norm(x, train: bool, mask):
+  """BatchNorm over all axes but the last, restricted to the rows where mask [B] is true."""
+  if mask is not None:
+    mask = jnp.broadcast_to(mask.reshape((-1,) + (1,) * (x.ndim - 1)).astype(bool), x.shape)
+  return BatchNorm(use_running_average=not train)(x, mask=mask)
+
+
+def same_padding(kernel: int) -> int:
+  """The paper's padding of a stride-2 conv with an even kernel: kernel / 2 - 1 (4 -> 1, 6 -> 2),
+  which halves every even size exactly."""
+  return kernel // 2 - 1
+
+
+def conv_stack_sizes(height: int, width: int, kernel: int = 4,
+                     stride: int = 2) -> list[tuple[int, int]]:
+  """Spatial sizes [(H, W), ...] of the input and after each strided conv, applied while the
+  smaller side stays >= 4 (PAPER.md).
+
+  28x28 -> 28x28, 14x14, 7x7, 3x3; 56x48 -> 56x48, 28x24, 14x12, 7x6, 3x3.
+  """
+  padding = same_padding(kernel)
+  sizes = [(height, width)]
+  while min(sizes[-1]) >= 4:
+    sizes.append(tuple((s + 2 * padding - kernel) // stride + 1 for s in sizes[-1]))
+  return sizes
+
+
+def conv_stack_depth(height: int, width: int, kernel: int = 4, stride: int = 2) -> int:
+  """Number of strided convs of the paper's conv stack: 28x28 -> 3, 56x48 -> 4."""
+  return len(conv_stack_sizes(height, width, kernel, stride)) - 1
+
+
+def lecun_normal_2d(key, shape, dtype=jnp.float32):
+  """flax's default kernel init (lecun_normal: fan_in = all axes but the last) drawn as a
+  [fan_in, features] matrix and reshaped: XLA:CPU compiles a random draw of rank >= 3 (with the
+  default partitionable threefry) 10x slower, seconds per conv kernel."""
+  fan_in = math.prod(shape[:-1])
+  return nn.initializers.lecun_normal()(key, (fan_in, shape[-1]), dtype).reshape(shape)
+
+
+class StridedConv(nn.Module):
+  """nn.Conv(features, (kernel, kernel), strides=2, padding=kernel/2 - 1, use_bias=False), with
+  the same parameter ("kernel" [kernel, kernel, C, features]) and initial distribution.
+
+  Computed as space-to-depth (2x2 blocks to 4C channels) and a stride-1 conv with kernel/2 taps:
+  the same sums, but its input gradient is a plain conv. XLA:CPU computes the input gradient of a
+  strided conv whose windows leave a row unused (7 -> 3) 20-50x slower than this.
+  """
+  features: int
+  kernel: int = 4
+
+  @nn.compact
+  def __call__(self, x):
+    batch, height, width, channels = x.shape
+    k, pad = self.kernel, same_padding(self.kernel)
+    weights = self.param("kernel", lecun_normal_2d, (k, k, channels, self.features))
+    used = [2 * ((s + 2 * pad - k) // 2) + k for s in (height, width)]  # Rows the windows cover.
+    x = jnp.pad(x, ((0, 0), (pad, used[0] - height - pad), (pad, used[1] - width - pad), (0, 0)))
+    x = x.reshape((batch, used[0] // 2, 2, used[1] // 2, 2, channels)).transpose((0, 1, 3, 2, 4, 5))
+    x = x.reshape((batch, used[0] // 2, used[1] // 2, 4 * channels))
+    weights = weights.reshape((k // 2, 2, k // 2, 2, channels, self.features))
+    weights = weights.transpose((0, 2, 1, 3, 4, 5)).reshape((k // 2, k // 2, 4 * channels, -1))
+    return jax.lax.conv_general_dilated(x, weights.astype(x.dtype), (1, 1), "VALID",
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+def conv_bn_relu_stack(x, channels: int, kernel: int, train: bool, mask):
+  """Conv(kernel, stride 2, padding kernel/2 - 1) -> BN -> ReLU while the size stays >= 4, with
+  channels, 2 * channels, ... x [B, H, W, C] -> [B, 3, 3, channels * 2**(depth - 1)] (28x28).
+
+  The convs have no bias: BatchNorm subtracts it right away, so it would only be a parameter
+  whose gradient is rounding noise (which Adam's normalization turns into lr-sized steps).
+  """
+  for i in range(conv_stack_depth(x.shape[1], x.shape[2], kernel)):
+    x = StridedConv(channels * 2**i, kernel, name=f"Conv_{i}")(x)
+    x = nn.relu(masked_batch_norm(x, train, mask))
+  return x
