@@ -13,27 +13,26 @@ import numpy as np
 import torch
 from torch import nn
 
-from dmr.models import classifiers
+from dmr.models import layers
 
 
 class TorchConvClassifier(nn.Module):
-  """Conv(k, s2, p1) -> BN -> ReLU stack, then Linear(10K) -> Linear(K); NCHW input."""
+  """Conv(k, s2, p k/2-1) -> BN -> ReLU stack, then Linear(10K) -> Linear(K); NCHW input."""
 
   def __init__(self, image_shape, num_classes: int = 10, channels: int = 16, kernel: int = 4,
                conv_bias: bool = False):
     super().__init__()
     height, width, in_channels = image_shape
-    depth = classifiers.conv_stack_depth(height, width, kernel)
-    layers, size = [], (height, width)
-    for i in range(depth):
+    sizes = layers.conv_stack_sizes(height, width, kernel)
+    stack = []
+    for i in range(len(sizes) - 1):
       out_channels = channels * 2**i
-      layers += [nn.Conv2d(in_channels, out_channels, kernel, stride=2, padding=1,
-                           bias=conv_bias),
-                 nn.BatchNorm2d(out_channels, eps=1e-5, momentum=0.1), nn.ReLU()]
+      stack += [nn.Conv2d(in_channels, out_channels, kernel, stride=2,
+                          padding=layers.same_padding(kernel), bias=conv_bias),
+                nn.BatchNorm2d(out_channels, eps=1e-5, momentum=0.1), nn.ReLU()]
       in_channels = out_channels
-      size = tuple((s + 2 - kernel) // 2 + 1 for s in size)
-    self.features = nn.Sequential(*layers)
-    self.hidden = nn.Linear(size[0] * size[1] * in_channels, 10 * num_classes)
+    self.features = nn.Sequential(*stack)
+    self.hidden = nn.Linear(sizes[-1][0] * sizes[-1][1] * in_channels, 10 * num_classes)
     self.out = nn.Linear(10 * num_classes, num_classes)
 
   def forward(self, x):

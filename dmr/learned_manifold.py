@@ -112,9 +112,10 @@ def _call(fn, x):
 _call_jit = jax.jit(_call)
 
 
-def encode(encode_fn, x, batch_size: int, mesh) -> np.ndarray:
-  """mu [N, d] of the rows of x, in batches sharded over `mesh`."""
-  return loop.map_batches(_call, (encode_fn,), x, batch_size, mesh)
+def encode(fn, x, batch_size: int, mesh) -> np.ndarray:
+  """fn(rows of x) in batches sharded over `mesh`: codes mu [N, d] for an encode_fn, images for a
+  decode_fn. One compilation serves every model of the same architecture."""
+  return loop.map_batches(_call, (fn,), x, batch_size, mesh)
 
 
 def mean_pair_distance(x: np.ndarray, seed: int = 0) -> float:
@@ -138,7 +139,8 @@ def summarize(ev: vaegan_training.Evaluation, x: np.ndarray) -> dict:
 def measure_quality(config: ml_collections.ConfigDict, ds: Dataset, name: str,
                     state: vaegan_training.VAEGANState, train_codes: np.ndarray, mesh) -> dict:
   """Quality of VAE-GAN `name` on (up to MAX_QUALITY_IMAGES of) its test images (see
-  `summarize`), per class for the class-agnostic one; plus the fraction of training codes with every |mu_i| <= 2 (kept by the on-manifold attack)."""
+  `summarize`), per class for the class-agnostic one; plus the fraction of training codes with
+  every |mu_i| <= 2 (the codes the on-manifold attack keeps)."""
   nets = make_nets(config, ds.image_shape)
   rows = class_rows(ds.y_test, name, MAX_QUALITY_IMAGES)
   x = np.asarray(ds.x_test[rows])
@@ -185,7 +187,7 @@ def trained_vaegan(config, ds: Dataset, name: str, state) -> "LearnedManifold":
 
 
 def sample_grid(config, ds: Dataset, name: str, vae: "LearnedManifold") -> list[np.ndarray]:
-  """[test images, reconstructions dec(mu), prior samples dec(z), z ~ N(0, I)], GRID_COLUMNS each."""
+  """[test images, reconstructions dec(mu), prior samples dec(z ~ N(0, I))], GRID_COLUMNS each."""
   x = np.asarray(ds.x_test[class_rows(ds.y_test, name)[:GRID_COLUMNS]])
   key = jax.random.fold_in(jax.random.key(config.seed), model_index(name, ds.num_classes))
   z = jax.random.normal(key, (GRID_COLUMNS, config.vaegan.latent_dim))

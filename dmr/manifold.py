@@ -70,9 +70,9 @@ def _project(decode_fn, x, z_init, key, lr, restart_std, steps: int, restarts: i
   return DecoderProjection(best_z, images, jnp.linalg.norm(_flat(x - images), axis=1))
 
 
-def project_onto_decoder(decode_fn, x: jax.Array, z_init: jax.Array, *, key: jax.Array | None = None,
-                         steps: int = 100, lr: float = 0.1, restarts: int = 1,
-                         restart_std: float = 0.5) -> DecoderProjection:
+def project_onto_decoder(decode_fn, x: jax.Array, z_init: jax.Array, *,
+                         key: jax.Array | None = None, steps: int = 100, lr: float = 0.1,
+                         restarts: int = 1, restart_std: float = 0.5) -> DecoderProjection:
   """The closest decoded image to each x found by Adam on z, and its L2 distance to x.
 
   Minimizes the mean squared error ||decode_fn(z) - x||^2 / (H W C) over z with Adam (lr,
@@ -129,7 +129,8 @@ def build_neighbour_index(x_train, dims: int = 40, fit_rows: int = 10_000, seed:
   mean, components = fit_pca(np.asarray(x_train[fit]).reshape(len(fit), -1), dims, seed)
   codes = [(np.asarray(x_train[np.arange(s, min(s + batch_size, n))]).reshape(-1, len(mean))
             - mean) @ components for s in range(0, n, batch_size)]
-  return NeighbourIndex(jnp.asarray(mean), jnp.asarray(components), jnp.asarray(np.concatenate(codes)))
+  return NeighbourIndex(jnp.asarray(mean), jnp.asarray(components),
+                        jnp.asarray(np.concatenate(codes)))
 
 
 @functools.partial(jax.jit, static_argnames="k")

@@ -34,9 +34,14 @@ def rates(success_per_restart: np.ndarray, correct: np.ndarray) -> Rates:
                int(len(correct)), int(np.sum(correct)))
 
 
+def unroll_on_cpu() -> bool:
+  """XLA:CPU runs convolutions inside loop bodies ~5x slower (jax-ml/jax#12868): unroll there."""
+  return jax.default_backend() == "cpu"
+
+
 def attack_options(cfg: ml_collections.ConfigDict) -> dict:
   return dict(steps=cfg.steps, step_size=cfg.step_size, optimizer=cfg.optimizer, init=cfg.init,
-              restarts=cfg.restarts, early_stop=True)
+              restarts=cfg.restarts, early_stop=True, unroll=unroll_on_cpu())
 
 
 def static_options(cfg: ml_collections.ConfigDict) -> tuple:

@@ -26,9 +26,14 @@ def subprocess_env(devices: int = 1, **extra) -> dict:
   return env
 
 
-def run_main(workdir: str, *overrides: str, devices: int = 1, **kwargs):
-  return subprocess.run(main_command(workdir, *overrides), cwd=REPO, env=subprocess_env(devices),
-                        capture_output=True, text=True, check=True, **kwargs)
+def run_main(workdir: str, *overrides: str, devices: int = 1,
+             config: str = "configs/fashion.py:smoke", **kwargs):
+  """Runs dmr.main to completion; on failure the error shows the run's stderr."""
+  out = subprocess.run(main_command(workdir, *overrides, config=config), cwd=REPO,
+                       env=subprocess_env(devices), capture_output=True, text=True, **kwargs)
+  if out.returncode:
+    raise AssertionError(f"dmr.main failed ({out.returncode}):\n{out.stderr[-5000:]}")
+  return out
 
 
 def final_state(workdir: str, variant: str, n: int, seed: int, config):

@@ -18,12 +18,19 @@ class LatentAttackResult(NamedTuple):
   loss: jax.Array
 
 
-def _decode_then_classify(decode_fn, logits_fn, z):
-  return logits_fn(decode_fn(z))
+def _decode_then_classify(decode_fn, logits_fn, batch: int, z):
+  """logits of decode_fn over restart rows z [B * R, d] (row b * R + r: input b, restart r).
+
+  decode_fn is called on [B, d] codes, one call per restart (vmapped), so it may hold per-input
+  data, e.g. the prototype of each row's font and class.
+  """
+  codes = z.reshape((batch, -1) + z.shape[1:])
+  images = jax.vmap(decode_fn, in_axes=1, out_axes=1)(codes)
+  return logits_fn(images.reshape((-1,) + images.shape[2:]))
 
 
 def _latent_attack(decode_fn, logits_fn, z, y, key, eps, step_size, box, spec):
-  classify = jax.tree_util.Partial(_decode_then_classify, decode_fn, logits_fn)
+  classify = jax.tree_util.Partial(_decode_then_classify, decode_fn, logits_fn, z.shape[0])
   result = projected_gradient.attack(classify, z, y, key, eps, step_size, box, spec)
   return LatentAttackResult(z_adv=result.x_adv, x_adv=decode_fn(result.x_adv),
                             success=result.success,
@@ -44,7 +51,9 @@ def latent_pgd(decode_fn, logits_fn, z, y, *, key, eps, norm: str = "linf", box=
   and the box acting on z.
 
   Args:
-    decode_fn: pure function, codes [N, d] -> inputs of logits_fn [N, ...] (rows independent).
+    decode_fn: pure function, codes [B, d] -> inputs of logits_fn [B, ...], rows independent;
+      it is always called on B rows matching z (restarts are vmapped), so it may close over
+      per-row data such as each input's class decoder or font prototype.
     logits_fn: pure function, inputs [N, ...] -> logits [N, K].
     z: starting codes [B, d], finite, inside `box` (clip them into it first if needed).
     y: int labels [B] (targets if targeted).

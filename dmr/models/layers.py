@@ -1,4 +1,4 @@
-"""Building blocks shared by the classifiers and the VAE-GAN: masked BatchNorm, the strided conv stack.
+"""Blocks shared by the classifiers and the VAE-GAN: masked BatchNorm, the strided conv stack.
 
 Helpers that create flax submodules are called from inside a parent's `nn.compact` method, so the
 submodules are named by the parent (Conv_0, BatchNorm_0, ...) as if written there.

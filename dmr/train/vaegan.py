@@ -124,11 +124,10 @@ def make_train_step(nets: VAEGAN, tx: optax.GradientTransformation, beta: float,
 
 
 class Evaluation(NamedTuple):
-  """Per image [B]: mu, log_var [B, d] of q(z | x); reconstruction dec(mu) [B, H, W, C]; its
-  L1 and L2 distances to x; KL to the prior; the discriminator's logits on x and on dec(mu)."""
+  """Per image x: mu, log_var [B, d] of q(z | x); L1 and L2 distances [B] of the reconstruction
+  dec(mu) to x; KL [B] to the prior; the discriminator's logits [B] on x and on dec(mu)."""
   mu: jax.Array
   log_var: jax.Array
-  reconstruction: jax.Array
   l1: jax.Array
   l2: jax.Array
   kl: jax.Array
@@ -145,7 +144,7 @@ def make_evaluate(nets: VAEGAN):
     mu, log_var = nets.encoder.apply(variables["encoder"], x)
     x_rec = nets.decoder.apply(variables["decoder"], mu)
     logit = lambda images: nets.discriminator.apply(variables["discriminator"], images)[:, 0]
-    return Evaluation(mu, log_var, x_rec, per_image(x - x_rec, 1), per_image(x - x_rec, 2),
+    return Evaluation(mu, log_var, per_image(x - x_rec, 1), per_image(x - x_rec, 2),
                       kl_to_prior(mu, log_var), logit(x), logit(x_rec))
 
   return evaluate

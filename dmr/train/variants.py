@@ -31,7 +31,7 @@ from dmr.train.steps import make_logits_fn
 def _attack_options(cfg: ml_collections.ConfigDict) -> dict:
   """The paper's training attack: all steps, the highest-loss iterate, one restart."""
   return dict(steps=cfg.steps, step_size=cfg.step_size, optimizer=cfg.optimizer, init=cfg.init,
-              restarts=1, early_stop=False)
+              restarts=1, early_stop=False, unroll=jax.default_backend() == "cpu")
 
 
 def off_manifold(model: nn.Module, cfg: ml_collections.ConfigDict):

@@ -7,11 +7,11 @@ import pytest
 from dmr import attacks
 
 LATENT, PIXELS = 4, 10
-_KEYS = jax.random.split(jax.random.key(0), 3)
-DECODER = jax.random.normal(_KEYS[0], (LATENT, PIXELS))
-CLASSIFIER = jax.random.normal(_KEYS[1], (PIXELS, 2))
+RNG = np.random.default_rng(0)  # test data from numpy: no random kernels to compile
+DECODER = RNG.normal(size=(LATENT, PIXELS)).astype(np.float32)
+CLASSIFIER = RNG.normal(size=(PIXELS, 2)).astype(np.float32)
 # margin for label 0 = z . (DECODER @ (w_1 - w_0)) + const
-LATENT_W = np.asarray(DECODER @ (CLASSIFIER[:, 1] - CLASSIFIER[:, 0]))
+LATENT_W = DECODER @ (CLASSIFIER[:, 1] - CLASSIFIER[:, 0])
 
 
 def decode(z):
@@ -28,7 +28,7 @@ def margin_of_code(z):
   return logits[:, 1] - logits[:, 0]
 
 
-Z = jax.random.uniform(_KEYS[2], (6, LATENT), minval=-0.5, maxval=0.5)
+Z = jnp.asarray(RNG.uniform(-0.5, 0.5, size=(6, LATENT)), jnp.float32)
 Y = jnp.zeros(6, jnp.int32)
 
 
@@ -64,3 +64,16 @@ def test_latent_validation():
                        box=(-0.1, 0.1))
   with pytest.raises(ValueError, match=r"y must have shape \[B\] = \(6,\) to match z"):
     attacks.latent_pgd(decode, classify, Z, Y[:2], key=jax.random.key(1), eps=0.3)
+
+
+def test_decode_fn_may_hold_per_row_data_with_restarts():
+  """decode_fn is called on [B, d] codes matching z, so per-input data works with restarts."""
+  offsets = jnp.arange(4.0)[:, None] * jnp.ones((4, 3))  # One row of data per input.
+  decode_fn = lambda z: z + offsets
+  logits_fn = lambda x: jnp.stack([-jnp.sum(x, 1), jnp.sum(x, 1)], axis=1)
+  z = jnp.zeros((4, 3))
+  y = jnp.zeros(4, jnp.int32)
+  r = attacks.latent_pgd(decode_fn, logits_fn, z, y, key=jax.random.key(0), eps=0.5,
+                         restarts=3, steps=20, optimizer="sign", init="zero", early_stop=False)
+  assert r.x_adv.shape == (4, 3) and r.success_per_restart.shape == (3, 4)
+  np.testing.assert_allclose(r.x_adv, offsets + 0.5, atol=1e-5)  # The optimum of each row.

@@ -7,7 +7,8 @@ import pytest
 from dmr import attacks
 
 DIM = 20
-W_DIFF = jax.random.normal(jax.random.key(0), (DIM,))  # w = w_true - w_other of the linear model
+RNG = np.random.default_rng(0)  # test data from numpy: no random kernels to compile
+W_DIFF = RNG.normal(size=DIM).astype(np.float32)  # w = w_true - w_other of the linear model
 # Logits [z_0, z_1] = x @ [w/2, -w/2] + [b, 0]; label 0, so margin = z_1 - z_0 = -x.w - b.
 LINEAR_W = jnp.stack([W_DIFF / 2, -W_DIFF / 2], axis=1)
 EPS = {"linf": 0.5, "l2": 0.5, "l1": 2.0}
@@ -25,13 +26,13 @@ def margin_at(x):
 
 
 def _x(batch, seed=1):
-  return jax.random.uniform(jax.random.key(seed), (batch, DIM))
+  return jnp.asarray(np.random.default_rng(seed).uniform(size=(batch, DIM)), jnp.float32)
 
 
 def _adam_l2_l1_gain(norm):
   """Adam rescales every coordinate alike, so its iterates move along sign(grad): from zero it
   ends at eps * sign / sqrt(D) in the L2 ball and at eps * sign / D in the L1 ball."""
-  return EPS[norm] * float(jnp.abs(W_DIFF).sum()) / {"l2": np.sqrt(DIM), "l1": DIM}[norm]
+  return EPS[norm] * float(np.abs(W_DIFF).sum()) / {"l2": np.sqrt(DIM), "l1": DIM}[norm]
 
 
 def _linear_attack(x, norm, optimizer, eps, bounds):
@@ -53,6 +54,7 @@ def test_linear_model_reaches_the_analytic_optimum(norm, optimizer):
   np.testing.assert_allclose(r.loss, margin_at(x) + gain, rtol=1e-4)
   np.testing.assert_allclose(r.loss, margin_at(r.x_adv), rtol=1e-5)
   if optimizer == "sign":
+    # With D = 20 an L1 step moves ceil(D / 20) = 1 coordinate: the exact steepest ascent.
     best = {"linf": -np.sign(w), "l2": -w / np.linalg.norm(w),
             "l1": -np.sign(w) * (np.abs(w) == np.abs(w).max())}[norm]
     np.testing.assert_allclose(r.x_adv - x, np.broadcast_to(EPS[norm] * best, x.shape),
@@ -77,7 +79,7 @@ def test_constraints_hold_exactly(norm, optimizer):
 
 def test_early_stop_returns_the_first_successful_iterate():
   # Sign steps of 0.05 from zero: margin(t) = m0 + 0.05 t ||w||_1 (until t = 10 reaches eps).
-  step = 0.05 * float(jnp.abs(W_DIFF).sum())
+  step = 0.05 * float(np.abs(W_DIFF).sum())
   x = jnp.zeros((3, DIM))
   margin0 = jnp.array([-2.5 * step, 0.5, -20 * step])  # first success at t = 3; t = 0; never
   x = x.at[:, 0].set((margin0 + 3.0) / -W_DIFF[0])
@@ -98,9 +100,8 @@ def test_early_stop_returns_the_first_successful_iterate():
 # A tiny nonlinear model on which restarts matter. Written with broadcasts and row sums instead
 # of matmuls, so a row's arithmetic does not depend on the batch size: restart 0 of a run with
 # 4 restarts (a batch of 4 B rows) then follows the single-restart run exactly.
-_MLP_KEYS = jax.random.split(jax.random.key(7), 3)
-MLP = (jax.random.normal(_MLP_KEYS[0], (DIM, 32)) / np.sqrt(DIM),
-       jax.random.normal(_MLP_KEYS[1], (32, 5)) * 2.0)
+MLP = ((RNG.normal(size=(DIM, 32)) / np.sqrt(DIM)).astype(np.float32),
+       (RNG.normal(size=(32, 5)) * 2.0).astype(np.float32))
 
 
 def mlp_logits(x):
@@ -120,23 +121,21 @@ def _mlp_batch():
 @pytest.mark.parametrize("early_stop", [False, True])
 def test_more_restarts_are_never_weaker(early_stop):
   x, y = _mlp_batch()
-  run = lambda restarts: attacks.pgd(mlp_logits, x, y, key=jax.random.key(11), eps=0.03,
+  run = lambda restarts: attacks.pgd(mlp_logits, x, y, key=jax.random.key(11), eps=0.04,
                                      steps=10, restarts=restarts, early_stop=early_stop)
   one, four = run(1), run(4)
   np.testing.assert_array_equal(four.success_per_restart[0], one.success_per_restart[0])
-  assert bool(jnp.all(four.success >= one.success))
   assert four.success_per_restart.shape == (4, 64)
+  assert bool(jnp.all(four.success >= one.success))
   assert 0.1 < float(one.success.mean()) < 0.9            # neither trivial nor hopeless
+  assert int(jnp.sum(four.loss > one.loss + 1e-3)) > 10    # the other restarts found more
   if early_stop:
-    assert int(four.success.sum()) > int(one.success.sum())
     # A reported success is a misclassified returned example.
-    fooled = mlp_predict(four.x_adv) != y
-    np.testing.assert_array_equal(fooled, four.success)
+    np.testing.assert_array_equal(mlp_predict(four.x_adv) != y, four.success)
   else:
     assert bool(jnp.all(four.loss >= one.loss - 1e-5))   # the loss itself may differ by an ulp
-    assert int(jnp.sum(four.loss > one.loss + 1e-3)) > 5
   x_adv = np.asarray(four.x_adv)
-  assert np.abs(x_adv - np.asarray(x)).max() <= 0.03 + 1e-6
+  assert np.abs(x_adv - np.asarray(x)).max() <= 0.04 + 1e-6
   assert x_adv.min() >= 0.0 and x_adv.max() <= 1.0
 
 
