@@ -12,9 +12,9 @@ from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from dmr import geometry
+from dmr.manifold import least_error_codes
 
 
 def make_decode_fn(prototypes: jax.Array) -> Callable[[jax.Array], jax.Array]:
@@ -54,31 +54,9 @@ def project_to_true_manifold(images: jax.Array, prototypes: jax.Array, key: jax.
   batch = images.shape[0]
   tile = lambda a: jnp.broadcast_to(a, (restarts, *a.shape)).reshape(restarts * batch,
                                                                       *a.shape[1:])
-  images_r, prototypes_r = tile(images), tile(prototypes)
-  errors_of = functools.partial(_squared_errors, prototypes_r, images_r)
-  optimizer = optax.adam(lr)
-
-  def step(_, carry):
-    theta, opt_state, best_theta, best_error = carry
-    errors, vjp = jax.vjp(errors_of, theta)
-    (grad,) = vjp(jnp.ones_like(errors))
-    improved = errors < best_error
-    best_theta = jnp.where(improved[:, None], theta, best_theta)
-    best_error = jnp.where(improved, errors, best_error)
-    updates, opt_state = optimizer.update(grad, opt_state)
-    theta = theta_range.clip(optax.apply_updates(theta, updates))
-    return theta, opt_state, best_theta, best_error
-
+  errors_of = functools.partial(_squared_errors, tile(prototypes), tile(images))
   theta = geometry.sample_theta(key, (restarts * batch,), *theta_range.box)
-  best_error = jnp.full((restarts * batch,), jnp.inf, images.dtype)
-  theta, _, best_theta, best_error = jax.lax.fori_loop(
-      0, steps, step, (theta, optimizer.init(theta), theta, best_error))
-  final_error = errors_of(theta)
-  best_theta = jnp.where((final_error < best_error)[:, None], theta, best_theta)
-  best_error = jnp.minimum(final_error, best_error)
-
-  winner = jnp.argmin(best_error.reshape(restarts, batch), axis=0)
-  theta_star = best_theta.reshape(restarts, batch, 6)[winner, jnp.arange(batch)]
+  theta_star = least_error_codes(errors_of, theta, lr, steps, restarts, theta_range.clip)
   rendering = geometry.transform(prototypes, theta_star)
   distance = jnp.sqrt(jnp.sum((images - rendering) ** 2, axis=(1, 2, 3)))
   return Projection(theta_star, rendering, distance)

@@ -41,13 +41,10 @@ class DecoderProjection(NamedTuple):
   distance: jax.Array
 
 
-@functools.partial(jax.jit, static_argnames=("steps", "restarts"))
-def _project(decode_fn, x, z_init, key, lr, restart_std, steps: int, restarts: int):
-  batch = x.shape[0]
-  offsets = restart_std * jax.random.normal(key, (restarts,) + z_init.shape, z_init.dtype)
-  z = (z_init[None] + offsets.at[0].set(0.0)).reshape((restarts * batch, -1))  # Row r * B + b.
-  targets = jnp.tile(x, (restarts,) + (1,) * (x.ndim - 1))
-  errors_of = lambda z: jnp.mean(_flat(decode_fn(z) - targets) ** 2, axis=1)
+def least_error_codes(errors_of, z, lr, steps: int, restarts: int, project=lambda z: z):
+  """Adam (lr) on codes z [R * B, d] (row r * B + b: restart r of input b) minimizing the per-row
+  errors_of(z) [R * B], `project` applied after every step; returns per input the code of least
+  error over all iterates and restarts, [B, d]."""
   optimizer = optax.adam(lr)
 
   def step(_, carry):
@@ -57,15 +54,27 @@ def _project(decode_fn, x, z_init, key, lr, restart_std, steps: int, restarts: i
     improved = errors < best_error
     best_z = jnp.where(improved[:, None], z, best_z)
     updates, opt_state = optimizer.update(grad, opt_state)
-    return optax.apply_updates(z, updates), opt_state, best_z, jnp.minimum(errors, best_error)
+    return project(optax.apply_updates(z, updates)), opt_state, best_z, jnp.minimum(errors,
+                                                                                   best_error)
 
-  best_error = jnp.full((restarts * batch,), jnp.inf, x.dtype)
+  best_error = jnp.full(z.shape[:1], jnp.inf, z.dtype)
   z, _, best_z, best_error = jax.lax.fori_loop(0, steps, step,
                                                (z, optimizer.init(z), z, best_error))
-  best_z = jnp.where((errors_of(z) < best_error)[:, None], z, best_z)  # The last iterate too.
-  best_error = jnp.minimum(errors_of(z), best_error)
+  final_error = errors_of(z)  # The last iterate too.
+  best_z = jnp.where((final_error < best_error)[:, None], z, best_z)
+  best_error = jnp.minimum(final_error, best_error)
+  batch = z.shape[0] // restarts
   winner = jnp.argmin(best_error.reshape(restarts, batch), axis=0)
-  best_z = best_z.reshape(restarts, batch, -1)[winner, jnp.arange(batch)]
+  return best_z.reshape(restarts, batch, -1)[winner, jnp.arange(batch)]
+
+
+@functools.partial(jax.jit, static_argnames=("steps", "restarts"))
+def _project(decode_fn, x, z_init, key, lr, restart_std, steps: int, restarts: int):
+  offsets = restart_std * jax.random.normal(key, (restarts,) + z_init.shape, z_init.dtype)
+  z = (z_init[None] + offsets.at[0].set(0.0)).reshape((restarts * x.shape[0], -1))
+  targets = jnp.tile(x, (restarts,) + (1,) * (x.ndim - 1))
+  errors_of = lambda z: jnp.mean(_flat(decode_fn(z) - targets) ** 2, axis=1)
+  best_z = least_error_codes(errors_of, z, lr, steps, restarts)
   images = decode_fn(best_z)
   return DecoderProjection(best_z, images, jnp.linalg.norm(_flat(x - images), axis=1))
 

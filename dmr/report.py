@@ -60,6 +60,16 @@ def markdown_table(records: list[dict]) -> str:
   return "\n".join(lines)
 
 
+def _save(fig, ax, path: str) -> str:
+  """Adds legend and grid to ax, writes fig as png to path and closes it; returns path."""
+  ax.legend(fontsize=8)
+  ax.grid(alpha=0.3)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+  return path
+
+
 def plot_metric_vs_n(records: list[dict], metric: str, path: str) -> Optional[str]:
   """Line plot of `metric` (mean +- std over seeds) against N, one line per variant."""
   table = aggregate(records, metric)
@@ -74,12 +84,7 @@ def plot_metric_vs_n(records: list[dict], metric: str, path: str) -> Optional[st
   ax.set_xscale("log")
   ax.set_xlabel("training set size N")
   ax.set_ylabel(f"{METRICS[metric]} [%]")
-  ax.legend(fontsize=8)
-  ax.grid(alpha=0.3)
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
-  return path
+  return _save(fig, ax, path)
 
 
 def plot_success_vs_error(records: list[dict], path: str) -> Optional[str]:
@@ -95,12 +100,7 @@ def plot_success_vs_error(records: list[dict], path: str) -> Optional[str]:
     ax.scatter(xs, ys, label=variant)
   ax.set_xlabel("test error [%]")
   ax.set_ylabel("on-manifold success [%]")
-  ax.legend(fontsize=8)
-  ax.grid(alpha=0.3)
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
-  return path
+  return _save(fig, ax, path)
 
 
 def plot_distances(manifold: dict, path: str) -> Optional[str]:
