@@ -129,10 +129,10 @@ def base(dataset: str, preset: str) -> ml_collections.ConfigDict:
     c.models_per_size = 1
     c.train.epochs = 10
     # The 11 Fashion-MNIST VAE-GANs in about 3 minutes on a 2-core CPU (measured), reconstructions
-    # still recognizable: a quarter of the width, the first 5000 images of each class, 2 epochs.
+    # still recognizable: a quarter of the width, the first 3000 images of each class, 2 epochs.
     c.vaegan.epochs = 2
     c.vaegan.channels = c.vaegan.discriminator_channels = 16
-    c.vaegan.max_train_images = 5000
+    c.vaegan.max_train_images = 3000
   elif preset == "smoke":
     c.training_sizes = (200,)
     c.models_per_size = 1

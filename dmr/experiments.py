@@ -135,9 +135,9 @@ def load_classifier(config: ml_collections.ConfigDict, ds: Dataset, variant: str
 def test_error(config: ml_collections.ConfigDict, ds: Dataset, state: steps.TrainState,
                mesh) -> float:
   """Fraction of the test set misclassified, BatchNorm in inference mode."""
-  predict = steps.make_predict_step(make_model(config, ds.num_classes))
-  labels = loop.predict_labels(predict, state.params, state.batch_stats, ds.x_test,
-                               config.train.eval_batch_size, mesh)
+  logits_fn = steps.make_logits_fn(make_model(config, ds.num_classes), state.params,
+                                   state.batch_stats)
+  labels = robustness.predict(logits_fn, ds.x_test, config.train.eval_batch_size, mesh)
   return float(np.mean(labels != ds.y_test))
 
 

@@ -220,7 +220,8 @@ def _concatenate(results: list) -> attacks.LatentAttackResult:
 def attack_in_latent_space(decode_fn, logits_fn, z, y, *, key, box, eps: float = 0.3,
                            steps: int = 40, step_size: float = 0.005, optimizer: str = "adam",
                            restarts: int = 5, init: str = "paper", early_stop: bool = True,
-                           batch_size: int = 500, mesh=None) -> attacks.LatentAttackResult:
+                           unroll: bool = False, batch_size: int = 500,
+                           mesh=None) -> attacks.LatentAttackResult:
   """attacks.latent_pgd on logits_fn(decode_fn(z)) in batches of `batch_size` rows (the last
   padded, so one compilation serves all), L-inf ||zeta|| <= eps, z + zeta inside `box`.
 
@@ -242,24 +243,32 @@ def attack_in_latent_space(decode_fn, logits_fn, z, y, *, key, box, eps: float =
     result = attacks.latent_pgd(decode_fn, logits_fn, zb, yb, key=jax.random.fold_in(key, b),
                                 eps=eps, box=(lo, hi), steps=steps, step_size=step_size,
                                 optimizer=optimizer, restarts=restarts, init=init,
-                                early_stop=early_stop)
+                                early_stop=early_stop, unroll=unroll)
     parts.append(_take_rows(parallel.to_host(result), np.arange(len(idx))))
   return _concatenate(parts)
 
 
+GROUP_ROWS = 64  # Class groups are padded to a multiple of this: few shapes, little padding.
+
+
 def attack_with_class_decoders(decode_fns: Sequence, boxes: Sequence, logits_fn, z, y, *, key,
-                               **options) -> attacks.LatentAttackResult:
+                               batch_size: int = 500, **options) -> attacks.LatentAttackResult:
   """The learned on-manifold attack: image i through the decoder of its true class y[i].
 
   decode_fns[k], boxes[k]: class k's decoder and latent box; z [B, d]: the codes mu of the images
   under their class's encoder; y [B] labels. Images are grouped by class and each group attacked
   by `attack_in_latent_space` (options as there): the decoders share one compilation, since they
   differ only in their parameters (jax.tree_util.Partial leaves), and no row pays for another
-  class's decoder. Returns numpy arrays, rows in the order of z.
+  class's decoder. Every group is attacked in batches of the same size, min(batch_size, the
+  largest group rounded up to GROUP_ROWS), so one compilation serves all groups and small groups
+  are not padded to batch_size. Returns numpy arrays, rows in the order of z.
   """
   z, y = np.asarray(z), np.asarray(y)
   groups = [np.flatnonzero(y == k) for k in np.unique(y)]
+  largest = max(len(rows) for rows in groups)
+  size = min(batch_size, -(-largest // GROUP_ROWS) * GROUP_ROWS)
   results = [attack_in_latent_space(decode_fns[y[rows[0]]], logits_fn, z[rows], y[rows],
                                     key=jax.random.fold_in(key, int(y[rows[0]])),
-                                    box=boxes[y[rows[0]]], **options) for rows in groups]
+                                    box=boxes[y[rows[0]]], batch_size=size, **options)
+             for rows in groups]
   return _take_rows(_concatenate(results), np.argsort(np.concatenate(groups)))

@@ -1,8 +1,9 @@
 """The colab/ notebooks: each runs top to bottom with DMR_PRESET=smoke in a kernel of this Python
-(the venv's), and the repository stores them without outputs."""
+(the venv's) and shows its figures; the repository stores them without outputs."""
 import glob
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -41,8 +42,17 @@ def kernel_environment(tmp_path_factory):
     env.setenv("JAX_PLATFORMS", "cpu")
     env.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=1")
     env.setenv("JAX_COMPILATION_CACHE_DIR", str(root / "jax-cache"))
-    env.setenv("MPLBACKEND", "Agg")
+    env.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
     yield
+
+
+def draws(cell) -> bool:
+  """The cell shows a figure or an image: plt.show(), a helper named show..., Image(...)."""
+  return re.search(r"show\w*\(|Image\(", cell.source) is not None
+
+
+def shows_an_image(cell) -> bool:
+  return any("image/png" in output.get("data", {}) for output in cell.outputs)
 
 
 def execute(notebook: nbformat.NotebookNode, cwd) -> None:
@@ -57,6 +67,8 @@ def test_notebook_runs_top_to_bottom_with_the_smoke_preset(path, kernel_environm
   notebook.cells.append(nbformat.v4.new_code_cell(WHICH_PYTHON))
   execute(notebook, tmp_path)
   assert notebook.cells[-1].outputs[0]["text"].strip() == sys.executable
+  drawing = [cell for cell in notebook.cells if cell.cell_type == "code" and draws(cell)]
+  assert drawing and all(shows_an_image(cell) for cell in drawing), "a figure was not shown"
 
 
 def test_a_failing_cell_fails_the_run(kernel_environment, tmp_path):

@@ -121,9 +121,3 @@ def map_batches(fn: Callable, args: tuple, x, batch_size: int, mesh):
   """
   fn = jax.jit(fn)
   return parallel.map_in_batches(lambda xb: fn(*args, xb), (x,), batch_size, mesh)
-
-
-def predict_labels(predict: Callable, params, batch_stats, x: np.ndarray, batch_size: int,
-                   mesh) -> np.ndarray:
-  """Predicted labels int [N] of predict(params, batch_stats, x_batch) over x in batches."""
-  return map_batches(predict, (params, batch_stats), x, batch_size, mesh)
