@@ -159,13 +159,12 @@ def measure_quality(config: ml_collections.ConfigDict, ds: Dataset, name: str,
 
 def save_grid(path: str, rows: list[np.ndarray], labels: list[str]) -> None:
   """A png of image rows (each [n, H, W, C] in [0, 1]) with a label left of each row."""
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  from matplotlib.figure import Figure  # No pyplot: library code selects no backend.
 
   height, width, channels = rows[0].shape[1:]
   cols = max(len(r) for r in rows)
-  fig, axes = plt.subplots(len(rows), 1, figsize=(cols * width / 28, len(rows) * height / 28 + 0.2))
+  fig = Figure(figsize=(cols * width / 28, len(rows) * height / 28 + 0.2))
+  axes = fig.subplots(len(rows), 1)
   for ax, images, label in zip(np.atleast_1d(axes), rows, labels):
     strip = np.concatenate(list(images), axis=1)
     ax.imshow(strip[..., 0] if channels == 1 else strip, cmap="gray", vmin=0.0, vmax=1.0)
@@ -174,7 +173,6 @@ def save_grid(path: str, rows: list[np.ndarray], labels: list[str]) -> None:
     ax.set_yticks([])
   fig.tight_layout()
   fig.savefig(path, dpi=100)
-  plt.close(fig)
 
 
 def trained_vaegan(config, ds: Dataset, name: str, state) -> "LearnedManifold":

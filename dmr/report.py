@@ -10,13 +10,10 @@ import math
 import os
 from typing import Optional
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure  # Figures without pyplot: no backend is selected.
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from dmr import results  # noqa: E402
+from dmr import results
 
 METRICS = {
     "test_error": "test error",
@@ -61,12 +58,11 @@ def markdown_table(records: list[dict]) -> str:
 
 
 def _save(fig, ax, path: str) -> str:
-  """Adds legend and grid to ax, writes fig as png to path and closes it; returns path."""
+  """Adds legend and grid to ax, writes fig as png to path; returns path."""
   ax.legend(fontsize=8)
   ax.grid(alpha=0.3)
   fig.tight_layout()
   fig.savefig(path, dpi=120)
-  plt.close(fig)
   return path
 
 
@@ -75,7 +71,8 @@ def plot_metric_vs_n(records: list[dict], metric: str, path: str) -> Optional[st
   table = aggregate(records, metric)
   if not table:
     return None
-  fig, ax = plt.subplots(figsize=(5, 3.5))
+  fig = Figure(figsize=(5, 3.5))
+  ax = fig.subplots()
   for variant, by_n in sorted(table.items()):
     ns = list(by_n)
     means = np.array([by_n[n][0] for n in ns])
@@ -93,7 +90,8 @@ def plot_success_vs_error(records: list[dict], path: str) -> Optional[str]:
             if r.get("on_manifold_success") is not None and "test_error" in r]
   if not points:
     return None
-  fig, ax = plt.subplots(figsize=(5, 3.5))
+  fig = Figure(figsize=(5, 3.5))
+  ax = fig.subplots()
   for variant in sorted({p[2] for p in points}):
     xs = [100 * p[0] for p in points if p[2] == variant]
     ys = [100 * p[1] for p in points if p[2] == variant]
@@ -108,7 +106,8 @@ def plot_distances(manifold: dict, path: str) -> Optional[str]:
   groups = {kind: manifold[kind] for kind in ("learned", "true") if kind in manifold}
   if not groups:
     return None
-  fig, ax = plt.subplots(figsize=(5, 3.5))
+  fig = Figure(figsize=(5, 3.5))
+  ax = fig.subplots()
   labels = ["test images", "regular adversarial", "on-manifold adversarial"]
   keys = ["test_distance", "off_adversarial_distance", "on_adversarial_distance"]
   width = 0.8 / len(groups)
@@ -120,7 +119,6 @@ def plot_distances(manifold: dict, path: str) -> Optional[str]:
   ax.legend(fontsize=8)
   fig.tight_layout()
   fig.savefig(path, dpi=120)
-  plt.close(fig)
   return path
 
 
@@ -132,7 +130,8 @@ def plot_examples(examples: dict[str, np.ndarray], path: str) -> Optional[str]:
   if not all(k in examples for k in ("x", "x_off", "x_on", "x_on_adv")):
     return None
   count = min(8, len(examples["x"]))
-  fig, axes = plt.subplots(len(rows), count, figsize=(1.2 * count, 1.3 * len(rows)))
+  fig = Figure(figsize=(1.2 * count, 1.3 * len(rows)))
+  axes = fig.subplots(len(rows), count)
   axes = np.asarray(axes).reshape(len(rows), count)
   previous = None
   for i, (key, title) in enumerate(rows):
@@ -151,7 +150,6 @@ def plot_examples(examples: dict[str, np.ndarray], path: str) -> Optional[str]:
       previous = ("x" if key == "x_off" else "x_on", key)
   fig.tight_layout()
   fig.savefig(path, dpi=120)
-  plt.close(fig)
   return path
 
 

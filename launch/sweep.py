@@ -27,7 +27,8 @@ Options (defaults come from the config):
   --stages=a,b             stages of every job (default: classifiers)
   --no-final               skip step 3
   --dry-run                print the commands instead of running them
-  --config.x=y             any other config override, passed to every process
+  --config.x=y             any other config override, passed to every process;
+                           --config.stages=... sets the stages of the whole sweep
   (Slurm, see launch/slurm_array.sh) --plan, --job-index=I, --only=manifolds|final
 """
 from __future__ import annotations
@@ -45,6 +46,8 @@ import time
 
 from absl import flags
 from ml_collections import config_flags
+
+from dmr import config as dmr_config
 
 # Config fields every command sets itself: the sweep's options set them, not --config.x=y.
 SWEPT_FIELDS = {"variants": "--variants", "training_sizes": "--sizes", "seed": "--seeds",
@@ -125,12 +128,11 @@ def needs_manifolds_first(variants, job_stages) -> bool:
 
 def plan_sweep(args: argparse.Namespace, overrides: list[str]) -> Sweep:
   """The sweep the options describe; raises ValueError on an invalid config or option."""
-  from dmr import config as dmr_config
   config = load_config(args.config, overrides)
-  for stage in args.stages:
-    if stage not in dmr_config.STAGES or stage == "manifolds":
-      raise ValueError(f"--stages={','.join(args.stages)}: allowed stages per job are "
-                       f"{dmr_config.STAGES[1:]} (manifolds runs once, before the jobs)")
+  allowed = dmr_config.STAGES[1:]  # manifolds runs once, not per job
+  if "classifiers" not in args.stages or not set(args.stages) <= set(allowed):
+    raise ValueError(f"--stages={','.join(args.stages)}: each job trains its model, so the stages "
+                     f"include classifiers, and are among {allowed}")
   variants = args.variants or tuple(config.variants)
   seeds = args.seeds or tuple(config.seed + i for i in range(config.models_per_size))
   swept = config.copy_and_resolve_references()
@@ -224,14 +226,14 @@ def log_tail(path: str, lines: int = LOG_TAIL_LINES) -> str:
     return "".join(f.readlines()[-lines:])
 
 
-def print_summary(sweep: Sweep, outcomes: list[Outcome], seconds: float) -> None:
-  jobs = [o for o in outcomes if o.job.name not in ("manifolds", "final")]
-  failed = [o for o in outcomes if o.returncode != 0]
+def print_summary(sweep: Sweep, jobs: list[Outcome], runs: list[Outcome], seconds: float) -> None:
+  """Jobs ok and failed, the once-runs (manifolds, final), where the results are, and the end of
+  the log of everything that failed."""
+  failed = [o for o in runs + jobs if o.returncode != 0]
   print(f"\nSweep: {len(jobs)} jobs, {sum(o.returncode == 0 for o in jobs)} ok, "
         f"{sum(o.returncode != 0 for o in jobs)} failed; {seconds:.0f} s in total")
-  for o in outcomes:
-    if o not in jobs:
-      print(f"  {o.job.name} run: {'ok' if o.returncode == 0 else 'FAILED'} in {o.seconds:.0f} s")
+  for o in runs:
+    print(f"  {o.job.name} run: {'ok' if o.returncode == 0 else 'FAILED'} in {o.seconds:.0f} s")
   print(f"Results: {os.path.join(sweep.workdir, 'results.json')}")
   report = os.path.join(sweep.workdir, "report", "report.md")
   if os.path.exists(report):
@@ -257,23 +259,26 @@ def print_dry_run(sweep: Sweep, concurrency: int) -> None:
     print(f"# after all jobs succeeded (log {logs}/final.log):\n{shlex.join(final.command)}")
 
 
+def succeeded(outcomes: list[Outcome]) -> bool:
+  return all(o.returncode == 0 for o in outcomes)
+
+
 def run_sweep(sweep: Sweep, concurrency: int) -> int:
   """Steps 1-3 of the module docstring; returns the exit status (0: everything succeeded)."""
   start = time.monotonic()
-  outcomes = []
-  first = first_job(sweep)
+  runs, jobs = [], []
+  first, final = first_job(sweep), final_job(sweep)
   if first:
     print(f"Running the manifolds stage first (log {log_path(sweep.workdir, first)})", flush=True)
-    outcomes.append(run_logged(first, sweep.workdir))
-  if all(o.returncode == 0 for o in outcomes):
-    outcomes += run_concurrently(model_jobs(sweep), sweep.workdir, concurrency)
-  final = final_job(sweep)
-  if final and all(o.returncode == 0 for o in outcomes):
+    runs.append(run_logged(first, sweep.workdir))
+  if succeeded(runs):
+    jobs = run_concurrently(model_jobs(sweep), sweep.workdir, concurrency)
+  if final and succeeded(runs + jobs):
     print(f"Running {', '.join(sweep.final_stages)} over all models "
           f"(log {log_path(sweep.workdir, final)})", flush=True)
-    outcomes.append(run_logged(final, sweep.workdir))
-  print_summary(sweep, outcomes, time.monotonic() - start)
-  return 0 if all(o.returncode == 0 for o in outcomes) else 1
+    runs.append(run_logged(final, sweep.workdir))
+  print_summary(sweep, jobs, runs, time.monotonic() - start)
+  return 0 if succeeded(runs + jobs) else 1
 
 
 def run_in_foreground(job: Job | None) -> int:

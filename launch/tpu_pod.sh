@@ -83,8 +83,10 @@ if ((install && copy)); then
   on_all_workers "cd ~ && mkdir -p dmr && tar -xzf dmr.tar.gz -C dmr && $pip_install"
   ((dry_run)) || rm -f "$archive"
 elif ((install)); then
-  clone="if [ -d dmr/.git ]; then git -C dmr fetch -q origin; else git clone -q $(print_command "$url") dmr; fi"
-  on_all_workers "cd ~ && { $clone; } && git -C dmr checkout -q $(print_command "$ref") && $pip_install"
+  fetch="if [ -d dmr/.git ]; then git -C dmr fetch -q origin;"
+  fetch+=" else git clone -q $(print_command "$url") dmr; fi"
+  checkout="git -C dmr checkout -q $(print_command "$ref")"
+  on_all_workers "cd ~ && { $fetch; } && $checkout && $pip_install"
 fi
 
 main=$(print_command python3 -m dmr.main "$@" --config.parallel.distributed=True)

@@ -90,7 +90,7 @@ def test_failed_jobs_are_reported_with_the_end_of_their_log(tmp_path, capsys):
   outcomes = sweep.run_concurrently(jobs, str(tmp_path), concurrency=2)
   assert sorted((o.job.name, o.returncode) for o in outcomes) == [("bad", 3), ("good", 0)]
   plan = sweep.Sweep(str(tmp_path), ("normal",), (200,), (0, 1), ("classifiers",), (), (), ())
-  sweep.print_summary(plan, outcomes, seconds=1.0)
+  sweep.print_summary(plan, outcomes, [], seconds=1.0)
   printed = capsys.readouterr().out
   assert "Sweep: 2 jobs, 1 ok, 1 failed" in printed
   assert f"bad failed (exit 3); the end of {tmp_path}/logs/bad.log" in printed
