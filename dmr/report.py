@@ -192,14 +192,18 @@ def claim3(records: list[dict]) -> str:
                      if any(r["variant"] == v for r in records)), None)
   sizes = sorted({r["n"] for r in records if r["variant"] == "normal"})
   parts, verdicts = [], []
-  if on_variant and sizes:
-    n = sizes[0]
-    normal, on = _mean_of(records, "normal", "test_error", n), _mean_of(records, on_variant,
-                                                                       "test_error", n)
+  gaps = []
+  for n in sizes if on_variant else []:
+    normal = _mean_of(records, "normal", "test_error", n)
+    on = _mean_of(records, on_variant, "test_error", n)
     if normal is not None and on is not None:
-      verdicts.append(on < normal)
-      parts.append(f"at N={n}, {on_variant} training changes test error from "
-                   f"{100 * normal:.1f}% to {100 * on:.1f}% ({100 * (on - normal):+.1f} points)")
+      gaps.append((n, normal, on))
+  if gaps:
+    mean_gap = float(np.mean([on - normal for _, normal, on in gaps]))
+    verdicts.append(mean_gap < 0)
+    parts.append(f"{on_variant} training changes test error by {100 * mean_gap:+.1f} points on "
+                 "average (" + ", ".join(f"N={n}: {100 * normal:.1f}% -> {100 * on:.1f}%"
+                                         for n, normal, on in gaps) + ")")
   success = [(n, _mean_of(records, "normal", "on_manifold_success", n)) for n in sizes]
   success = [(n, s) for n, s in success if s is not None]
   if len(success) >= 2:
@@ -275,7 +279,7 @@ def write_report(workdir: str, dataset: str, examples: Optional[dict] = None) ->
 def _manifold_table(manifold: dict) -> str:
   lines = ["| quantity | value |", "|---|---:|"]
   for group, values in sorted(manifold.items()):
-    if isinstance(values, dict):
+    if isinstance(values, dict) and group != "model":
       for key, value in sorted(values.items()):
         if isinstance(value, (int, float)):
           lines.append(f"| {group}: {key} | {value:.4g} |")
