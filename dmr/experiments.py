@@ -231,6 +231,20 @@ def _mean(values) -> float:
   return float(np.nanmean(np.asarray(values, np.float64)))
 
 
+def distance_summary(distance_fn, x, x_off, x_on_adv) -> dict:
+  """Mean distances to a manifold (distance_fn: images -> [N]) of test images x, their regular
+  adversarial examples x_off and on-manifold adversarial examples x_on_adv; and the fraction of
+  each regular perturbation's squared norm that leaves the manifold,
+  (d(x_off)^2 - d(x)^2) / ||x_off - x||^2: 1 when it is orthogonal to the manifold, 0 along it."""
+  d_test, d_off = distance_fn(x), distance_fn(x_off)
+  norm = np.linalg.norm((x_off - x).reshape(len(x), -1), axis=1)
+  moved = norm > 0
+  leaving = (d_off[moved] ** 2 - d_test[moved] ** 2) / norm[moved] ** 2
+  return {"test_distance": _mean(d_test), "off_adversarial_distance": _mean(d_off),
+          "on_adversarial_distance": _mean(distance_fn(x_on_adv)),
+          "perturbation_norm": _mean(norm), "off_manifold_fraction": _mean(leaving)}
+
+
 def distances_stage(config: ml_collections.ConfigDict, workdir: str, mesh) -> None:
   """Claim 1: distances of test images and of their off- and on-manifold adversarial examples
   to the manifold (learned: class-agnostic VAE-GAN; FONTS: also the true manifold), and the
@@ -265,20 +279,16 @@ def distances_stage(config: ml_collections.ConfigDict, workdir: str, mesh) -> No
           xb, pb, k, ds.x_test.theta_range, steps=d.projection_steps).distance
       return parallel.map_in_batches(project, (images, protos), batch, mesh, key)
 
-    fields["true"] = {"test_distance": _mean(project_true(x, prototypes)),
-                      "off_adversarial_distance": _mean(project_true(x_off, prototypes)),
-                      "on_adversarial_distance": _mean(project_true(on.x_on_adv, prototypes))}
+    fields["true"] = distance_summary(lambda images: project_true(images, prototypes), x, x_off,
+                                      on.x_on_adv)
   else:
     vaes = learned_manifold.load_vaegans(config, workdir, ds, mesh)
     on = robustness.on_manifold_learned(logits_fn, vaes, x, y, config.on_manifold_attack, key,
                                         mesh)
     agnostic = vaes.agnostic
-    fields["learned"] = {
-        "test_distance": _mean(project_learned(x, agnostic.decode_fn, agnostic.encode_fn)),
-        "off_adversarial_distance": _mean(project_learned(x_off, agnostic.decode_fn,
-                                                          agnostic.encode_fn)),
-        "on_adversarial_distance": _mean(project_learned(on.x_on_adv, agnostic.decode_fn,
-                                                         agnostic.encode_fn))}
+    fields["learned"] = distance_summary(
+        lambda images: project_learned(images, agnostic.decode_fn, agnostic.encode_fn), x, x_off,
+        on.x_on_adv)
   index = manifold_lib.build_neighbour_index(ds.x_train, d.pca_dims, seed=config.seed)
   local = parallel.map_in_batches(
       lambda xb, ab: manifold_lib.local_subspace_distances(
