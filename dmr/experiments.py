@@ -233,16 +233,16 @@ def _mean(values) -> float:
 
 def distance_summary(distance_fn, x, x_off, x_on_adv) -> dict:
   """Mean distances to a manifold (distance_fn: images -> [N]) of test images x, their regular
-  adversarial examples x_off and on-manifold adversarial examples x_on_adv; and the fraction of
-  each regular perturbation's squared norm that leaves the manifold,
-  (d(x_off)^2 - d(x)^2) / ||x_off - x||^2: 1 when it is orthogonal to the manifold, 0 along it."""
+  adversarial examples x_off and on-manifold adversarial examples x_on_adv; and the share of the
+  regular perturbations' squared norm that leaves the manifold,
+  sum(d(x_off)^2 - d(x)^2) / sum(||x_off - x||^2): 1 when they are orthogonal to the manifold, 0
+  along it (a ratio of sums: the approximate projections' per-image noise averages out)."""
   d_test, d_off = distance_fn(x), distance_fn(x_off)
   norm = np.linalg.norm((x_off - x).reshape(len(x), -1), axis=1)
-  moved = norm > 0
-  leaving = (d_off[moved] ** 2 - d_test[moved] ** 2) / norm[moved] ** 2
+  leaving = np.sum(d_off**2 - d_test**2) / max(float(np.sum(norm**2)), 1e-12)
   return {"test_distance": _mean(d_test), "off_adversarial_distance": _mean(d_off),
           "on_adversarial_distance": _mean(distance_fn(x_on_adv)),
-          "perturbation_norm": _mean(norm), "off_manifold_fraction": _mean(leaving)}
+          "perturbation_norm": _mean(norm), "off_manifold_fraction": float(leaving)}
 
 
 def distances_stage(config: ml_collections.ConfigDict, workdir: str, mesh) -> None:
