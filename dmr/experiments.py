@@ -298,7 +298,10 @@ def distances_stage(config: ml_collections.ConfigDict, workdir: str, mesh) -> No
   fields["local"] = {"residual_clean": _mean(local.clean),
                      "residual_adversarial": _mean(local.adversarial),
                      "residual_perturbation": _mean(local.perturbation),
-                     "angle_degrees": _mean(local.angle)}
+                     "angle_degrees": _mean(local.angle),
+                     # The expected angle of a random direction to a (K-1)-dim subspace of R^D.
+                     "random_direction_angle_degrees": float(np.degrees(np.arccos(np.sqrt(
+                         (d.neighbours - 1) / np.prod(ds.image_shape)))))}
   if jax.process_index() == 0:
     results.update_manifold(workdir, **fields)
   logging.info("distances: %s", fields)

@@ -24,10 +24,11 @@ METRICS = {
 }
 # Thresholds of the verdicts, stated in the report next to each verdict.
 # Claim 1: most of a regular perturbation leaves the manifold, (d(x_adv)^2 - d(x)^2) / ||delta||^2
-# (a distance ratio would depend on how well the manifold fits test images, not on the attack),
-# and it is far from the local subspace of the training data.
+# (a distance ratio would depend on how well the manifold fits test images, not on the attack).
+# The angle to the local subspace of the nearest training images is reported beside its value
+# for a random direction, but not judged: in 784 dimensions a random direction is already ~75°
+# from a 49-dim subspace, so the angle alone cannot tell "orthogonal" from "random".
 CLAIM1_MIN_LEAVING = 0.5
-CLAIM1_MIN_ANGLE = 75.0  # degrees between perturbation and the local manifold subspace
 CLAIM2_MIN_SUCCESS = 0.05  # on-manifold attacks fool the normal models on >= 5% of inputs
 CLAIM4_MAX_ERROR_GAP = 0.03  # robust model's test error within 3 points of the normal one
 CLAIM4_MAX_OFF_SUCCESS = 0.5  # and the regular attack succeeds on at most half the inputs
@@ -169,15 +170,17 @@ def claim1(manifold: dict) -> str:
   d = manifold[kind]
   fraction = d["off_manifold_fraction"]
   angle = manifold.get("local", {}).get("angle_degrees")
-  held = fraction >= CLAIM1_MIN_LEAVING and (angle is None or angle >= CLAIM1_MIN_ANGLE)
+  held = fraction >= CLAIM1_MIN_LEAVING
+  random_angle = manifold.get("local", {}).get("random_direction_angle_degrees")
   angle_text = (f"; the perturbation makes {angle:.1f}° with the local subspace of the nearest "
-                f"training images" if angle is not None else "")
+                f"training images (a random direction: {random_angle:.1f}°)"
+                if angle is not None and random_angle is not None else "")
   return (f"**{'held' if held else 'not held'}**: {100 * fraction:.0f}% of the squared norm of "
           f"the regular perturbations (mean L2 {d['perturbation_norm']:.2f}) leaves the {kind} "
           f"manifold: distance {d['test_distance']:.3f} for test images, "
           f"{d['off_adversarial_distance']:.3f} for adversarial examples, "
-          f"{d['on_adversarial_distance']:.3f} for on-manifold ones{angle_text} (thresholds: "
-          f">= {100 * CLAIM1_MIN_LEAVING:.0f}%, >= {CLAIM1_MIN_ANGLE:.0f}°).")
+          f"{d['on_adversarial_distance']:.3f} for on-manifold ones{angle_text} (threshold: "
+          f">= {100 * CLAIM1_MIN_LEAVING:.0f}% leaves).")
 
 
 def claim2(records: list[dict]) -> str:
