@@ -92,7 +92,7 @@ def training_variant(config: ml_collections.ConfigDict, ds: Dataset, variant: st
     mu = np.zeros((n, lo.shape[1]), np.float32)
     for k in range(ds.num_classes):
       rows = np.flatnonzero(y == k)
-      mu[rows] = learned_manifold.encode(vaes.classes[k].encode_fn, ds.x_train[rows],
+      mu[rows] = learned_manifold.apply_in_batches(vaes.classes[k].encode_fn, ds.x_train[rows],
                                          config.train.eval_batch_size, mesh)
     return variants.on_manifold_learned(model, a, decoders[0].func, stacked, lo, hi), mu
   raise ValueError(f"unknown variant {variant!r}; allowed: {dmr_config.VARIANTS}.")
@@ -263,7 +263,7 @@ def distances_stage(config: ml_collections.ConfigDict, workdir: str, mesh) -> No
   batch = config.attack.batch_size
 
   def project_learned(images, decode, encode):
-    z0 = learned_manifold.encode(encode, images, batch, mesh)
+    z0 = learned_manifold.apply_in_batches(encode, images, batch, mesh)
     project = lambda xb, zb, k: manifold_lib.project_onto_decoder(
         decode, xb, zb, key=k, steps=d.projection_steps, lr=d.projection_lr,
         restarts=d.projection_restarts).distance

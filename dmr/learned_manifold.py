@@ -112,7 +112,7 @@ def _call(fn, x):
 _call_jit = jax.jit(_call)
 
 
-def encode(fn, x, batch_size: int, mesh) -> np.ndarray:
+def apply_in_batches(fn, x, batch_size: int, mesh) -> np.ndarray:
   """fn(rows of x) in batches sharded over `mesh`: codes mu [N, d] for an encode_fn, images for a
   decode_fn. One compilation serves every model of the same architecture."""
   return loop.map_batches(_call, (fn,), x, batch_size, mesh)
@@ -199,7 +199,7 @@ def train_and_measure(config: ml_collections.ConfigDict, ds: Dataset, name: str,
   state = train_vaegan(config, ds, name, workdir, mesh)
   vae = trained_vaegan(config, ds, name, state)
   rows = class_rows(ds.y_train, name, config.vaegan.max_train_images)
-  codes = encode(vae.encode_fn, RowSubset(ds.x_train, rows), config.vaegan.eval_batch_size, mesh)
+  codes = apply_in_batches(vae.encode_fn, RowSubset(ds.x_train, rows), config.vaegan.eval_batch_size, mesh)
   quality = measure_quality(config, ds, name, state, codes, mesh)
   if jax.process_index() == 0:
     directory = vaegan_dir(workdir, name)

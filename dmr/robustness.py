@@ -97,8 +97,8 @@ def on_manifold_learned(logits_fn, vaes: learned_manifold.LearnedManifolds, x: n
   for k in np.unique(y):
     rows = np.flatnonzero(y == k)
     vae = vaes.classes[k]
-    mu[rows] = learned_manifold.encode(vae.encode_fn, x[rows], cfg.batch_size, mesh)
-    x_on[rows] = learned_manifold.encode(vae.decode_fn, mu[rows], cfg.batch_size, mesh)
+    mu[rows] = learned_manifold.apply_in_batches(vae.encode_fn, x[rows], cfg.batch_size, mesh)
+    x_on[rows] = learned_manifold.apply_in_batches(vae.decode_fn, mu[rows], cfg.batch_size, mesh)
   keep = np.flatnonzero(np.asarray(manifold.within_prior(mu)))
   result = manifold.attack_with_class_decoders(
       [v.decode_fn for v in vaes.classes], [v.box for v in vaes.classes], logits_fn, mu[keep],

@@ -135,6 +135,7 @@ class Evaluation(NamedTuple):
   reconstruction_logit: jax.Array
 
 
+@functools.lru_cache(maxsize=None)  # One function per architecture: jit compiles it once.
 def make_evaluate(nets: VAEGAN):
   """evaluate(params, batch_stats, x [B, H, W, C]) -> Evaluation, BatchNorm in inference mode."""
 
