@@ -20,12 +20,7 @@ import numpy as np
 import optax
 
 from dmr import attacks, parallel
-from dmr.data.dataset import pad_indices
-
-
-def as_pytree_fn(fn) -> jax.tree_util.Partial:
-  """fn as a jit argument: a Partial as is (its arrays are traced), any callable by identity."""
-  return fn if isinstance(fn, jax.tree_util.Partial) else jax.tree_util.Partial(fn)
+from dmr.attacks.projected_gradient import as_pytree_fn
 
 
 def _flat(x: jax.Array) -> jax.Array:
@@ -227,25 +222,21 @@ def attack_in_latent_space(decode_fn, logits_fn, z, y, *, key, box, eps: float =
 
   Defaults are the paper's (Adam lr 0.005, 40 steps, 5 restarts, paper init). z [B, d] is first
   clipped into the box (test codes may lie slightly outside the training codes' range). With a
-  mesh, each batch is sharded over its devices. Returns numpy arrays, rows in the order of z.
+  mesh (default: all devices), each batch is sharded over its devices. Returns numpy arrays,
+  rows in the order of z.
   """
   lo, hi = box
   z = np.clip(np.asarray(z), np.asarray(lo), np.asarray(hi))
-  y = np.asarray(y)
-  size = batch_size if mesh is None else parallel.padded_batch_size(batch_size, mesh)
-  decode_fn, logits_fn = as_pytree_fn(decode_fn), as_pytree_fn(logits_fn)
-  parts = []
-  for b, start in enumerate(range(0, len(z), batch_size)):
-    idx = np.arange(start, min(start + batch_size, len(z)))
-    zb, yb = z[pad_indices(idx, size)], y[pad_indices(idx, size)]
-    if mesh is not None:
-      zb, yb = parallel.shard_batch((zb, yb), mesh)
-    result = attacks.latent_pgd(decode_fn, logits_fn, zb, yb, key=jax.random.fold_in(key, b),
-                                eps=eps, box=(lo, hi), steps=steps, step_size=step_size,
-                                optimizer=optimizer, restarts=restarts, init=init,
-                                early_stop=early_stop, unroll=unroll)
-    parts.append(_take_rows(parallel.to_host(result), np.arange(len(idx))))
-  return _concatenate(parts)
+
+  def attack(zb, yb, batch_key):  # success_per_restart [B, R]: rows first, as map_in_batches needs.
+    r = attacks.latent_pgd(decode_fn, logits_fn, zb, yb, key=batch_key, eps=eps, box=(lo, hi),
+                           steps=steps, step_size=step_size, optimizer=optimizer,
+                           restarts=restarts, init=init, early_stop=early_stop, unroll=unroll)
+    return r._replace(success_per_restart=r.success_per_restart.T)
+
+  result = parallel.map_in_batches(attack, (z, np.asarray(y)), batch_size,
+                                   mesh or parallel.data_mesh(), key)
+  return result._replace(success_per_restart=result.success_per_restart.T)
 
 
 GROUP_ROWS = 64  # Class groups are padded to a multiple of this: few shapes, little padding.
