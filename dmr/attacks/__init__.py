@@ -11,11 +11,12 @@ Every function works under jax.jit, jax.vmap and on sharded batches.
 from dmr.attacks.latent import LatentAttackResult, latent_pgd
 from dmr.attacks.metrics import robust_accuracy, success_rate, worst_case_success_rate
 from dmr.attacks.projected_gradient import AttackResult, pgd
+from dmr.attacks.spec import AttackSpec
 from dmr.attacks.projections import (clip_to_box, lp_norm, project_ball, project_l1,
                                      project_l2, project_linf, project_perturbation)
 
 __all__ = [
-    "AttackResult", "LatentAttackResult", "pgd", "latent_pgd", "success_rate",
+    "AttackResult", "AttackSpec", "LatentAttackResult", "pgd", "latent_pgd", "success_rate",
     "worst_case_success_rate", "robust_accuracy", "lp_norm", "project_linf", "project_l2",
     "project_l1", "project_ball", "clip_to_box", "project_perturbation",
 ]
