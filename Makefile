@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 WORKDIR ?= runs/fashion-quick
 
-.PHONY: setup data fonts demo test test-slow bench clean
+.PHONY: setup data fonts demo test test-slow mutants bench clean
 
 setup: $(VENV)/.installed data
 
@@ -25,6 +25,10 @@ test: setup
 
 test-slow: setup
 	$(PY) -m pytest -q -m slow tests
+
+# Semantic mutations of the science paths, each run against the tests that must catch it.
+mutants: setup
+	$(PY) tests/mutants/run.py
 
 # PyTorch for the side-by-side benchmarks: the CPU build (a plain `torch` pulls a CUDA build).
 bench: setup

@@ -1,0 +1,36 @@
+"""Semantic mutations of the science paths and the test files that must catch each one.
+
+Each mutation replaces `old` (which must occur exactly once in `file`) by `new`.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class Mutation:
+  name: str
+  description: str
+  file: str
+  old: str
+  new: str
+  tests: tuple[str, ...]
+
+
+MUTATIONS = [
+    Mutation("results_no_lock", "results.json updates without the file lock",
+             "dmr/results.py", "    fcntl.flock(lock, fcntl.LOCK_EX)\n", "    pass\n",
+             ("tests/test_results.py",)),
+    Mutation("fonts_wrong_glyph", "every FONTS row renders font 0 and the next letter",
+             "dmr/data/fonts.py",
+             "return self.prototypes[self.font[index], self.label[index]][..., None]",
+             "return self.prototypes[0 * self.font[index], (self.label[index] + 1) % 10][..., None]",
+             ("tests/test_fonts_layout.py",)),
+    Mutation("stats_unpaired_difference", "claim-3 differences resample the two arms' images "
+             "independently", "dmr/stats.py",
+             "idx = (image_draws[r] if image_draws is not None else rng.integers(0, a.size, a.size))",
+             "idx = rng.integers(0, a.size, a.size)", ("tests/test_stats.py",)),
+    Mutation("stats_verdict_flipped", "a verdict held on the wrong side of its threshold",
+             "dmr/stats.py", "HELD if above == held_above else NOT_HELD",
+             "HELD if above != held_above else NOT_HELD", ("tests/test_stats.py",)),
+]

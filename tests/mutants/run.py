@@ -1,0 +1,94 @@
+"""`make mutants`: applies each semantic mutation of tests/mutants/mutations.py to a scratch copy
+of the repository, runs the tests that should catch it, and reports killed / survived.
+
+  python tests/mutants/run.py [--only NAME ...] [--list]
+
+A mutation is killed when its tests fail on the mutated copy. A mutation whose text is not found
+exactly once is reported as stale (the code moved: update the mutation). Exits 1 unless every
+mutation is killed.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "mutants"))
+from mutations import MUTATIONS, Mutation  # noqa: E402
+
+
+def tracked_files() -> list[str]:
+  out = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, check=True,
+                       capture_output=True, text=True).stdout
+  return [f for f in out.splitlines() if (ROOT / f).is_file()]
+
+
+def scratch_copy(destination: pathlib.Path) -> None:
+  for name in tracked_files():
+    target = destination / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(ROOT / name, target)
+
+
+def apply(mutation: Mutation, root: pathlib.Path) -> bool:
+  """Replaces the mutation's `old` text with `new`; False unless `old` occurs exactly once."""
+  path = root / mutation.file
+  text = path.read_text()
+  if text.count(mutation.old) != 1:
+    return False
+  path.write_text(text.replace(mutation.old, mutation.new))
+  return True
+
+
+def run_tests(mutation: Mutation, root: pathlib.Path, timeout: int) -> tuple[str, float]:
+  """'killed' | 'survived' | 'timeout' and the seconds the tests took."""
+  env = {**os.environ, "PYTHONPATH": str(root), "PYTHONDONTWRITEBYTECODE": "1"}
+  command = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+             *mutation.tests]
+  start = time.perf_counter()
+  try:
+    result = subprocess.run(command, cwd=root, env=env, capture_output=True, timeout=timeout)
+  except subprocess.TimeoutExpired:
+    return "timeout", time.perf_counter() - start
+  return ("survived" if result.returncode == 0 else "killed"), time.perf_counter() - start
+
+
+def main() -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--only", nargs="*", default=None, help="names of mutations to run")
+  parser.add_argument("--list", action="store_true", help="list the mutations and exit")
+  parser.add_argument("--timeout", type=int, default=600, help="seconds per mutation")
+  args = parser.parse_args()
+  chosen = [m for m in MUTATIONS if args.only is None or m.name in args.only]
+  if args.list or not chosen:
+    for m in MUTATIONS:
+      print(f"{m.name:32s} {m.file}  ->  {' '.join(m.tests)}")
+    return 0 if chosen or args.list else 2
+  outcomes = {}
+  with tempfile.TemporaryDirectory(prefix="dmr-mutants-") as scratch:
+    pristine = pathlib.Path(scratch) / "pristine"
+    scratch_copy(pristine)
+    for m in chosen:
+      work = pathlib.Path(scratch) / m.name
+      shutil.copytree(pristine, work)
+      if apply(m, work):
+        outcome, seconds = run_tests(m, work, args.timeout)
+      else:
+        outcome, seconds = "stale", 0.0
+      shutil.rmtree(work)
+      outcomes[m.name] = outcome
+      print(f"{outcome:9s} {m.name:32s} {seconds:6.1f} s  {m.description}", flush=True)
+  failed = [name for name, outcome in outcomes.items() if outcome != "killed"]
+  print(f"\n{len(outcomes) - len(failed)} of {len(outcomes)} mutations killed"
+        + (f"; not killed: {', '.join(failed)}" if failed else "."))
+  return 1 if failed else 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
