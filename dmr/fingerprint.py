@@ -1,0 +1,60 @@
+"""The fingerprint of a run: the config fields that change results, hashed.
+
+Two runs whose fingerprints match train and attack every model the same way; fields that only
+choose WHICH models exist (variants, sizes, seeds per size), WHERE things are (data.dir), HOW
+OFTEN something is logged or saved, or how large a batch of evaluation work is, are left out, so
+a sweep can add models to a workdir and a user can change logging without a new workdir.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+
+import ml_collections
+
+# Dotted config fields (or whole sections) that never change a model's numbers.
+NOT_RESULT_FIELDS = (
+    "stages", "variants", "training_sizes", "models_per_size", "preset", "progress", "data.dir",
+    "parallel", "train.eval_batch_size", "train.checkpoint_every_steps", "train.log_every_steps",
+    "vaegan.eval_batch_size", "vaegan.checkpoint_every_steps", "vaegan.log_every_steps",
+    "attack.batch_size", "on_manifold_attack.batch_size",
+)
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+  out = {}
+  for key, value in tree.items():
+    name = f"{prefix}{key}"
+    if isinstance(value, dict):
+      out.update(_flatten(value, name + "."))
+    else:
+      out[name] = list(value) if isinstance(value, tuple) else value
+  return out
+
+
+def _is_result_field(name: str) -> bool:
+  return not any(name == f or name.startswith(f + ".") for f in NOT_RESULT_FIELDS)
+
+
+def result_fields(config: ml_collections.ConfigDict) -> dict:
+  """{dotted field: value} of every field that changes results, JSON-compatible."""
+  flat = _flatten(json.loads(config.to_json()))
+  return {name: value for name, value in sorted(flat.items()) if _is_result_field(name)}
+
+
+def digest(fields: dict) -> str:
+  """A short stable hash of result_fields (12 hex digits)."""
+  text = json.dumps(fields, sort_keys=True, separators=(",", ":"))
+  return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def differences(old: dict, new: dict) -> list[str]:
+  """Human-readable 'field: old -> new' lines for the fields that differ."""
+  missing = object()
+  lines = []
+  for name in sorted(set(old) | set(new)):
+    a, b = old.get(name, missing), new.get(name, missing)
+    if a != b:
+      lines.append(f"{name}: {'(unset)' if a is missing else a!r} -> "
+                   f"{'(unset)' if b is missing else b!r}")
+  return lines

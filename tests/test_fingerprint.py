@@ -1,0 +1,41 @@
+"""The run fingerprint: result-changing fields only, stable, with readable differences."""
+import importlib.util
+
+from dmr import fingerprint
+
+
+def fashion(preset="quick"):
+  spec = importlib.util.spec_from_file_location("fashion_config", "configs/fashion.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(preset)
+
+
+def test_result_changing_fields_change_the_digest():
+  base = fingerprint.result_fields(fashion())
+  changed = fashion()
+  changed.train.learning_rate = 0.02
+  new = fingerprint.result_fields(changed)
+  assert fingerprint.digest(new) != fingerprint.digest(base)
+  assert fingerprint.differences(base, new) == ["train.learning_rate: 0.01 -> 0.02"]
+
+
+def test_which_models_logging_and_batching_do_not_change_the_digest():
+  base = fingerprint.digest(fingerprint.result_fields(fashion()))
+  c = fashion()
+  c.training_sizes = (100,)
+  c.variants = ("normal",)
+  c.stages = ("report",)
+  c.train.log_every_steps = 7
+  c.train.checkpoint_every_steps = 3
+  c.train.eval_batch_size = 10
+  c.attack.batch_size = 10
+  c.data.dir = "/elsewhere"
+  assert fingerprint.digest(fingerprint.result_fields(c)) == base
+
+
+def test_digest_is_stable_across_processes():
+  fields = {"a": 1, "b.c": [1, 2], "d": None}
+  assert fingerprint.digest(fields) == fingerprint.digest(dict(reversed(fields.items())))
+  # Pinned: a digest that moved between versions or processes would orphan every workdir.
+  assert fingerprint.digest(fields) == "ebc93446f2f7"
