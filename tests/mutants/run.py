@@ -3,7 +3,7 @@ of the repository, runs the tests that should catch it, and reports killed / sur
 
   python tests/mutants/run.py [--only NAME ...] [--list]
 
-A mutation is killed when its tests fail on the mutated copy. A mutation whose text is not found
+Mutations live in tests/mutants/mutations.py and mutations_*.py. A mutation is killed when its tests fail on the mutated copy. A mutation whose text is not found
 exactly once is reported as stale (the code moved: update the mutation). Exits 1 unless every
 mutation is killed.
 """
@@ -20,7 +20,7 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "mutants"))
-from mutations import MUTATIONS, Mutation  # noqa: E402
+from mutations import ALL, Mutation  # noqa: E402
 
 
 def tracked_files() -> list[str]:
@@ -65,9 +65,9 @@ def main() -> int:
   parser.add_argument("--list", action="store_true", help="list the mutations and exit")
   parser.add_argument("--timeout", type=int, default=600, help="seconds per mutation")
   args = parser.parse_args()
-  chosen = [m for m in MUTATIONS if args.only is None or m.name in args.only]
+  chosen = [m for m in ALL if args.only is None or m.name in args.only]
   if args.list or not chosen:
-    for m in MUTATIONS:
+    for m in ALL:
       print(f"{m.name:32s} {m.file}  ->  {' '.join(m.tests)}")
     return 0 if chosen or args.list else 2
   outcomes = {}
