@@ -1,4 +1,4 @@
-"""dmr.data.fonts (FONTS prototypes, lazily rendered splits) and dmr.fonts_manifold."""
+"""dmr.data.fonts (FONTS prototypes, lazily rendered splits) and the known manifold (dmr.manifolds.known)."""
 import os
 import shutil
 
@@ -6,7 +6,8 @@ import jax
 import numpy as np
 import pytest
 
-from dmr import fonts_manifold, geometry
+from dmr import geometry
+from dmr.manifolds import known
 from dmr.data import dataset, fonts
 
 BUNDLED = tuple(fonts.bundled_font_paths())  # matplotlib's fonts: the same on every machine
@@ -147,7 +148,7 @@ def test_epoch_batches_render_the_shuffled_rows():
 def test_decode_fn_renders_the_data():
   x = small_fonts().x_test
   index = np.arange(20)
-  decode = jax.jit(lambda prototypes, theta: fonts_manifold.make_decode_fn(prototypes)(theta))
+  decode = jax.jit(geometry.transform)
   np.testing.assert_allclose(decode(x.prototypes_at(index), x.theta[index]), x[index], atol=3e-5)
 
 
@@ -159,8 +160,7 @@ def test_projection_recovers_theta_and_separates_adversarial_noise():
   adversarial = np.clip(clean + 0.3 * noise, 0.0, 1.0).astype(np.float32)
   images = np.concatenate([clean, adversarial])
   prototypes = np.concatenate([x.prototypes_at(index)] * 2)
-  result = fonts_manifold.project_to_true_manifold(images, prototypes, jax.random.key(0),
-                                                   x.theta_range)
+  result = known.project_to_true_manifold(images, prototypes, jax.random.key(0), x.theta_range)
   distance, theta = np.asarray(result.distance), np.asarray(result.theta)
   assert geometry.FONTS_HARD.contains(theta).all()
   np.testing.assert_allclose(

@@ -47,18 +47,18 @@ class Manifold(Protocol):
 @functools.partial(jax.jit, static_argnames="spec")
 def _attack(decode_fn, logits_fn, z, y, key, box, spec: attacks.AttackSpec):
   r = attacks.latent_pgd(decode_fn, logits_fn, z, y, key=key, box=box, **spec.options())
-  return r.x_adv, r.success_per_restart.T
+  return r.z_adv, r.x_adv, r.success_per_restart.T
 
 
 def attack_codes(decode, logits_fn, z: np.ndarray, y: np.ndarray, row_data: tuple, box,
                  spec: attacks.AttackSpec, key: jax.Array, batch_size: int,
-                 mesh) -> tuple[np.ndarray, np.ndarray]:
+                 mesh) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """attacks.latent_pgd on logits_fn(decode_fn(z)) in batches of `batch_size` rows sharded over
   `mesh`, z + zeta inside `box` (z [N, d] is clipped into it first: test codes may lie slightly
   outside the training codes' range). decode_fn of a batch is decode itself, or, with per-row
   data (e.g. FONTS prototypes, each [N, ...]), jax.tree_util.Partial(decode, *row_data batch).
-  One compilation serves every batch and every decode of the same function. Returns x_adv
-  [N, ...] and success [N, R], rows in the order of z."""
+  One compilation serves every batch and every decode of the same function. Returns z_adv
+  [N, d], x_adv [N, ...] and success [N, R], rows in the order of z."""
   lo, hi = box
   z = np.clip(np.asarray(z), np.asarray(lo), np.asarray(hi))
 

@@ -68,7 +68,7 @@ class KnownManifold:
     """L-inf spec.eps in theta space around each test row's theta, inside the data's range."""
     x = self.ds.x_test
     prototypes, theta = x.prototypes_at(rows), x.theta[rows]
-    x_adv, success = attack_codes(geometry.transform, logits_fn, theta, self.ds.y_test[rows],
+    _, x_adv, success = attack_codes(geometry.transform, logits_fn, theta, self.ds.y_test[rows],
                                   (prototypes,), x.theta_range.box, spec, key, batch_size, mesh)
     x_on = parallel.map_in_batches(jax.tree_util.Partial(geometry.transform), (prototypes, theta),
                                    batch_size, mesh)

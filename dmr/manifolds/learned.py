@@ -68,7 +68,7 @@ def project_onto_decoder(decode_fn: jax.tree_util.Partial, x: jax.Array, z_init:
 
 def attack_with_class_decoders(decode_fns: Sequence, boxes: Sequence, logits_fn, z, y, *, key,
                                spec: attacks.AttackSpec, batch_size: int = 500,
-                               mesh=None) -> tuple[np.ndarray, np.ndarray]:
+                               mesh=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """The learned on-manifold attack: image i through the decoder of its true class y[i].
 
   decode_fns[k], boxes[k]: class k's decoder and latent box; z [B, d]: the codes mu of the images
@@ -77,7 +77,8 @@ def attack_with_class_decoders(decode_fns: Sequence, boxes: Sequence, logits_fn,
   differ only in their parameters (jax.tree_util.Partial leaves), and no row pays for another
   class's decoder. Every group is attacked in batches of the same size, min(batch_size, the
   largest group rounded up to GROUP_ROWS), so one compilation serves all groups and small groups
-  are not padded to batch_size. Returns x_adv [B, ...] and success [B, R], rows in the order of z.
+  are not padded to batch_size. Returns z_adv [B, d], x_adv [B, ...] and success [B, R], rows in
+  the order of z.
   """
   z, y = np.asarray(z), np.asarray(y)
   mesh = mesh or parallel.data_mesh()
@@ -140,7 +141,7 @@ class LearnedManifold:
     x_on = self.decode(mu, y, batch_size, mesh)
     keep = np.flatnonzero(np.asarray(within_prior(mu)))
     classes = self.vaes.classes
-    x_adv, success = attack_with_class_decoders(
+    _, x_adv, success = attack_with_class_decoders(
         [v.decode_fn for v in classes], [v.box for v in classes], logits_fn, mu[keep], y[keep],
         key=key, spec=spec, batch_size=batch_size, mesh=mesh)
     return OnManifold(np.asarray(rows)[keep], x_on[keep], x_adv, success)
