@@ -12,11 +12,10 @@ import jax
 import ml_collections
 import numpy as np
 
-from dmr import checkpoint, data, distances, manifolds, parallel, report, results, robustness
+from dmr import data, distances, manifolds, parallel, report, results, robustness
 from dmr import config as dmr_config
-from dmr.data.dataset import Dataset, num_batches
-from dmr.models import classifiers
-from dmr.train import loop, optim, steps, variants
+from dmr.data.dataset import Dataset
+from dmr.train import classifier, loop, steps, variants
 
 EXAMPLES = 8  # Test images per model whose adversarial examples are kept for the report.
 
@@ -26,33 +25,16 @@ def load_dataset(config: ml_collections.ConfigDict) -> Dataset:
   return data.load_configured(config.dataset, config.data)
 
 
-def model_dir(workdir: str, variant: str, n: int, seed: int) -> str:
-  return os.path.join(workdir, "models", variant, f"n{n}", f"seed{seed}")
-
-
 def examples_path(workdir: str, variant: str, n: int, seed: int) -> str:
   return os.path.join(workdir, "examples", f"{variant}_n{n}_seed{seed}.npz")
-
-
-def make_model(config: ml_collections.ConfigDict, num_classes: int):
-  return classifiers.make_classifier(config.classifier.architecture, num_classes)
-
-
-def initial_state(config: ml_collections.ConfigDict, ds: Dataset, n: int, seed: int):
-  """(model, optimizer, state) of classifier (n, seed) before training (PAPER.md's Adam)."""
-  t = config.train
-  tx = optim.paper_adam(t.learning_rate, t.lr_decay, num_batches(n, t.batch_size), t.b1, t.b2,
-                        t.weight_decay)
-  model = make_model(config, ds.num_classes)
-  key = jax.random.key(dmr_config.seed(config, "model_init", seed))
-  return model, tx, steps.init_state(model, tx, key, ds.image_shape)
 
 
 def train_one_classifier(config: ml_collections.ConfigDict, ds: Dataset, variant: str, n: int,
                          seed: int, workdir: str, mesh) -> steps.TrainState:
   """Trains (or resumes, or loads when finished) the classifier (variant, n, seed)."""
   t, a = config.train, config.adversarial_training
-  model, tx, state = initial_state(config, ds, n, seed)
+  key = jax.random.key(dmr_config.seed(config, "model_init", seed))
+  model, tx, state = classifier.initial_state(config, ds, n, key)
   kinds = (variants.MANIFOLD_OF[variant],) if variant in variants.MANIFOLD_OF else ()
   second_half, aux = variants.second_half(
       variant, lambda kind: dmr_config.attack_spec(a, a[f"{kind}_eps"]),
@@ -62,7 +44,7 @@ def train_one_classifier(config: ml_collections.ConfigDict, ds: Dataset, variant
   return loop.run_epochs(
       train_step, state, subset.x_train, subset.y_train, epochs=t.epochs,
       batch_size=t.batch_size, seed=dmr_config.seed(config, "data_order", seed),
-      workdir=model_dir(workdir, variant, n, seed), mesh=mesh,
+      workdir=classifier.model_dir(workdir, variant, n, seed), mesh=mesh,
       checkpoint_every_steps=t.checkpoint_every_steps, log_every_steps=t.log_every_steps,
       desc=f"{variant} n={n} seed={seed}", aux=aux)
 
@@ -70,23 +52,14 @@ def train_one_classifier(config: ml_collections.ConfigDict, ds: Dataset, variant
 def load_classifier(config: ml_collections.ConfigDict, ds: Dataset, variant: str, n: int,
                     seed: int, workdir: str, mesh) -> jax.tree_util.Partial:
   """logits_fn of the finished classifier (variant, n, seed), BatchNorm in inference mode."""
-  model, _, like = initial_state(config, ds, n, seed)
-  directory = model_dir(workdir, variant, n, seed)
-  ckpt = checkpoint.Checkpointer(os.path.join(directory, "checkpoints"))
-  try:
-    state = ckpt.restore(parallel.replicate(like, mesh))
-  finally:
-    ckpt.close()
-  if state is None:
-    raise FileNotFoundError(f"classifier {variant} n={n} seed={seed} has no checkpoint in "
-                            f"{directory}: run the classifiers stage.")
-  return steps.make_logits_fn(model, state.params, state.batch_stats)
+  return classifier.load_logits_fn(config, ds, n, classifier.model_dir(workdir, variant, n, seed),
+                                   mesh)
 
 
 def test_error(config: ml_collections.ConfigDict, ds: Dataset, state: steps.TrainState,
                mesh) -> float:
   """Fraction of the test set misclassified, BatchNorm in inference mode."""
-  logits_fn = steps.make_logits_fn(make_model(config, ds.num_classes), state.params,
+  logits_fn = steps.make_logits_fn(classifier.make_model(config, ds.num_classes), state.params,
                                    state.batch_stats)
   labels = robustness.predict(logits_fn, ds.x_test, config.train.eval_batch_size, mesh)
   return float(np.mean(labels != ds.y_test))
