@@ -176,7 +176,8 @@ def report_stage(config: ml_collections.ConfigDict, workdir: str, mesh) -> None:
       with np.load(path) as f:
         examples = dict(f)
   if jax.process_index() == 0:
-    print(f"Report: {report.write_report(workdir, config.dataset, examples)}")
+    path = report.write_report(workdir, config.dataset, examples, "true" in config.manifolds)
+    print(f"Report: {path}")
 
 
 STAGES: dict[str, Callable[[ml_collections.ConfigDict, str, object], None]] = {
