@@ -78,12 +78,10 @@ def base(dataset: str, preset: str) -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.dataset = dataset
   c.preset = preset
-  # The base seed; each stream follows it unless set itself (--config.seeds.attacks=1 changes the
-  # attack noise only). Model m of a size uses model_init + m and data_order + m.
+  # The base seed, and the offset of each named stream from it (see `seed`): changing one offset
+  # (--config.seeds.attacks=1 redraws the attack noise) moves no other stream.
   c.seed = 0
-  c.seeds = ml_collections.ConfigDict()
-  for stream in SEED_STREAMS:
-    c.seeds[stream] = c.get_ref("seed") + 0
+  c.seeds = ml_collections.ConfigDict({stream: 0 for stream in SEED_STREAMS})
   c.stages = STAGES
   c.training_sizes = PAPER_TRAINING_SIZES
   c.models_per_size = 3
@@ -209,8 +207,9 @@ def model_seeds(c: ml_collections.ConfigDict) -> list[int]:
 
 
 def seed(c: ml_collections.ConfigDict, stream: str, model_seed: int | None = None) -> int:
-  """Seed of `stream` (SEED_STREAMS), for the model named `model_seed` if given."""
-  return c.seeds[stream] + (0 if model_seed is None else model_seed - c.seed)
+  """The seed of `stream` (SEED_STREAMS): the base seed (or the model's, for model_init and
+  data_order) plus the stream's offset c.seeds[stream]."""
+  return (c.seed if model_seed is None else model_seed) + c.seeds[stream]
 
 
 def stn_theta_range(c: ml_collections.ConfigDict) -> geometry.ThetaRange:

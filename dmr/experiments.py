@@ -96,7 +96,7 @@ def attack_one_classifier(config: ml_collections.ConfigDict, ds: Dataset, record
   """Off- and on-manifold success rates of one trained classifier (fields of its record)."""
   key = results.model_key(record["variant"], record["n"], record["seed"])
   logits_fn = load_classifier(config, ds, workdir=workdir, mesh=mesh, **key)
-  noise = jax.random.key(config.seeds.attacks)  # The same attack noise for every model.
+  noise = jax.random.key(dmr_config.seed(config, "attacks"))  # The same for every model.
   a, o = config.attack, config.on_manifold_attack
   rows = test_rows(ds, a.num_test)
   off, x_off = robustness.off_manifold(logits_fn, np.asarray(ds.x_test[rows]), ds.y_test[rows],
@@ -148,7 +148,7 @@ def distances_stage(config: ml_collections.ConfigDict, workdir: str, mesh) -> No
   ds, d, a, o = load_dataset(config), config.distances, config.attack, config.on_manifold_attack
   ref = reference_model(workdir)
   logits_fn = load_classifier(config, ds, workdir=workdir, mesh=mesh, **ref)
-  noise = jax.random.key(config.seeds.attacks)
+  noise = jax.random.key(dmr_config.seed(config, "attacks"))
   rows = test_rows(ds, d.num_test)
   x, y = np.asarray(ds.x_test[rows]), ds.y_test[rows]
   _, x_off = robustness.off_manifold(logits_fn, x, y, dmr_config.attack_spec(a), noise,
@@ -160,7 +160,7 @@ def distances_stage(config: ml_collections.ConfigDict, workdir: str, mesh) -> No
     fields[kind] = distances.manifold_distances(distance_fn, rows, x, x_off, on)
   fields["local"] = distances.local_distances(
       ds.x_train, x, x_off, neighbours=d.neighbours, pca_dims=d.pca_dims,
-      seed=config.seeds.pca, batch_size=a.batch_size, mesh=mesh)
+      seed=dmr_config.seed(config, "pca"), batch_size=a.batch_size, mesh=mesh)
   if jax.process_index() == 0:
     results.update_manifold(workdir, **fields)
   logging.info("distances: %s", fields)

@@ -73,15 +73,16 @@ def test_command_line_overrides_and_errors_before_work(tmp_path):
   assert not os.path.exists(tmp_path / "results.json")
 
 
-def test_seed_streams_follow_the_base_seed_unless_set_themselves():
+def test_seed_streams_are_offsets_from_the_base_seed():
   c = get_config("fashion", "smoke")
   c.seed = 3
-  assert dict(c.seeds) == {"model_init": 3, "data_order": 3, "attacks": 3, "pca": 3}
-  c.seeds.attacks = 7
-  c.seed = 4
-  assert dict(c.seeds) == {"model_init": 4, "data_order": 4, "attacks": 7, "pca": 4}
-  assert dmr_config.model_seeds(c) == [4]
-  assert dmr_config.seed(c, "model_init", 4) == 4 and dmr_config.seed(c, "attacks", 4) == 7
+  streams = lambda model_seed=None: [dmr_config.seed(c, s, model_seed)
+                                     for s in dmr_config.SEED_STREAMS]
+  assert dmr_config.SEED_STREAMS == ("model_init", "data_order", "attacks", "pca")
+  assert streams() == [3, 3, 3, 3] and streams(5) == [5, 5, 5, 5]
+  c.seeds.attacks = 7  # Moves the attack noise only.
+  assert streams() == [3, 3, 10, 3] and streams(5) == [5, 5, 12, 5]
+  assert dmr_config.model_seeds(c) == [3]
 
 
 def test_attack_spec_from_each_config_section():

@@ -106,13 +106,13 @@ def train_vaegan(config: ml_collections.ConfigDict, ds: Dataset, name: str, work
   rows = class_rows(ds.y_train, name, v.max_train_images)
   nets = make_nets(config, ds.image_shape)
   tx, train_step = optimizer_and_step(config, nets, name, len(rows))
-  key = jax.random.fold_in(jax.random.key(config.seeds.model_init),
+  key = jax.random.fold_in(jax.random.key(config.seed + config.seeds.model_init),
                            model_index(name, ds.num_classes))
   state = vaegan_training.init_state(nets, tx, key, ds.image_shape)
   return loop.run_epochs(
       train_step, state, RowSubset(ds.x_train, rows), ds.y_train[rows], epochs=v.epochs,
-      batch_size=v.batch_size, seed=config.seeds.data_order, workdir=vaegan_dir(workdir, name),
-      mesh=mesh,
+      batch_size=v.batch_size, seed=config.seed + config.seeds.data_order,
+      workdir=vaegan_dir(workdir, name), mesh=mesh,
       checkpoint_every_steps=v.checkpoint_every_steps, log_every_steps=v.log_every_steps,
       desc=f"VAE-GAN {name}")
 
@@ -184,7 +184,7 @@ def trained_vaegan(config, ds: Dataset, state, box=None) -> "TrainedVAEGAN":
 def sample_grid(config, ds: Dataset, name: str, vae: "TrainedVAEGAN", mesh) -> list[np.ndarray]:
   """[test images, reconstructions dec(mu), prior samples dec(z ~ N(0, I))], GRID_COLUMNS each."""
   x = np.asarray(ds.x_test[class_rows(ds.y_test, name)[:GRID_COLUMNS]])
-  key = jax.random.fold_in(jax.random.key(config.seeds.model_init),
+  key = jax.random.fold_in(jax.random.key(config.seed + config.seeds.model_init),
                            model_index(name, ds.num_classes))
   z = np.asarray(jax.random.normal(key, (GRID_COLUMNS, config.vaegan.latent_dim)))
   apply = lambda fn, a: parallel.map_in_batches(fn, (a,), GRID_COLUMNS, mesh)
