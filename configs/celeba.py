@@ -3,11 +3,11 @@ from dmr import config
 
 # Fields of this dataset, per preset (beside dmr.config.SHARED_PRESETS).
 ROWS = {
-    #  field                  paper   quick   smoke
-    "vaegan.latent_dim":     (25,     25,     25),
-    "vaegan.epochs":         (30,     2,      1),
-    "vaegan.beta":           (3.0,    3.0,    3.0),
-    "vaegan.beta_agnostic":  (3.0,    3.0,    3.0),
+    #  field                 paper   quick   smoke
+    "vaegan.latent_dim":    (25,     25,     25),
+    "vaegan.epochs":        (30,     2,      1),
+    "vaegan.beta":          (3.0,    3.0,    3.0),
+    "vaegan.beta_agnostic": (3.0,    3.0,    3.0),
 }
 
 

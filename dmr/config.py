@@ -28,35 +28,35 @@ PAPER_TRAINING_SIZES = (250, 500, 1000, 1500, 2000, 2500, 5000, 7500, 10000, 150
 # The fields each preset sets, shared by every dataset; configs/<dataset>.py add their own rows
 # (a dataset's row replaces a shared one). None keeps the default. Columns: PRESETS.
 SHARED_PRESETS = {
-    #  field                               paper                 quick           smoke
-    "models_per_size":                    (3,                    1,              1),
-    "training_sizes":                     (PAPER_TRAINING_SIZES, (500, 2000),    (200,)),
-    "variants":                           (PAPER_VARIANTS,       REDUCED_VARIANTS, REDUCED_VARIANTS),
-    "train.epochs":                       (20,                   10,             1),
-    "train.checkpoint_every_steps":       (500,                  500,            1),
-    "train.log_every_steps":              (50,                   50,             1),
+    #  field                             paper                  quick              smoke
+    "models_per_size":                  (3,                     1,                 1),
+    "training_sizes":                   (PAPER_TRAINING_SIZES,  (500, 2000),       (200,)),
+    "variants":                         (PAPER_VARIANTS,        REDUCED_VARIANTS, REDUCED_VARIANTS),
+    "train.epochs":                     (20,                    10,                1),
+    "train.checkpoint_every_steps":     (500,                   500,               1),
+    "train.log_every_steps":            (50,                    50,                1),
     # Small N is where on-manifold training should help; 10 attack steps per training batch keep
     # quick's adversarial training within the demo's 15 minutes on 2 CPU cores.
-    "adversarial_training.steps":         (40,                   10,             3),
-    "attack.steps":                       (40,                   40,             3),
-    "attack.restarts":                    (5,                    2,              2),
-    "attack.num_test":                    (1000,                 500,            40),
-    "attack.batch_size":                  (500,                  500,            40),
-    "on_manifold_attack.steps":           (40,                   40,             3),
-    "on_manifold_attack.restarts":        (5,                    2,              2),
-    "on_manifold_attack.num_test":        (2500,                 500,            40),
-    "on_manifold_attack.batch_size":      (500,                  500,            40),
-    "distances.num_test":                 (1000,                 250,            40),
-    "distances.projection_steps":         (100,                  100,            5),
+    "adversarial_training.steps":       (40,                    10,                3),
+    "attack.steps":                     (40,                    40,                3),
+    "attack.restarts":                  (5,                     2,                 2),
+    "attack.num_test":                  (1000,                  500,               40),
+    "attack.batch_size":                (500,                   500,               40),
+    "on_manifold_attack.steps":         (40,                    40,                3),
+    "on_manifold_attack.restarts":      (5,                     2,                 2),
+    "on_manifold_attack.num_test":      (2500,                  500,               40),
+    "on_manifold_attack.batch_size":    (500,                   500,               40),
+    "distances.num_test":               (1000,                  250,               40),
+    "distances.projection_steps":       (100,                   100,               5),
     # quick: the 11 Fashion-MNIST VAE-GANs in about 2-3 minutes on a 2-core CPU (measured),
     # reconstructions still recognizable.
-    "vaegan.epochs":                      (30,                   2,              1),
-    "vaegan.channels":                    (64,                   16,             4),
-    "vaegan.discriminator_channels":      (64,                   16,             4),
-    "vaegan.max_train_images":            (None,                 3000,           200),
-    "vaegan.eval_batch_size":             (1000,                 1000,           500),
-    "vaegan.checkpoint_every_steps":      (500,                  500,            1),
-    "vaegan.log_every_steps":             (50,                   50,             1),
+    "vaegan.epochs":                    (30,                    2,                 1),
+    "vaegan.channels":                  (64,                    16,                4),
+    "vaegan.discriminator_channels":    (64,                    16,                4),
+    "vaegan.max_train_images":          (None,                  3000,              200),
+    "vaegan.eval_batch_size":           (1000,                  1000,              500),
+    "vaegan.checkpoint_every_steps":    (500,                   500,               1),
+    "vaegan.log_every_steps":           (50,                    50,                1),
 }
 
 
@@ -283,7 +283,8 @@ def validate(c: ml_collections.ConfigDict, train_size: int | None = None) -> Non
   for field in ("attack.steps", "attack.restarts", "attack.num_test", "attack.batch_size",
                 "on_manifold_attack.steps", "on_manifold_attack.restarts",
                 "on_manifold_attack.num_test", "on_manifold_attack.batch_size",
-                "adversarial_training.steps", "adversarial_training.restarts", "distances.num_test", "distances.projection_steps",
+                "adversarial_training.steps", "adversarial_training.restarts", "distances.num_test",
+                "distances.projection_steps",
                 "distances.projection_restarts", "distances.neighbours", "distances.pca_dims"):
     value = _get(c, field)
     if not isinstance(value, int) or value <= 0:

@@ -1,4 +1,4 @@
-"""dmr.data.fonts (FONTS prototypes, lazily rendered splits) and the known manifold (dmr.manifolds.known)."""
+"""dmr.data.fonts (FONTS prototypes, lazily rendered splits) and the known manifold."""
 import os
 import shutil
 

@@ -1,4 +1,4 @@
-"""The learned manifold (projection, latent box, on-manifold attack) and claim 1's local subspace."""
+"""The learned manifold (projection, latent box, on-manifold attack); claim 1's local subspace."""
 import jax
 import jax.numpy as jnp
 import numpy as np

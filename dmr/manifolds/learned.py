@@ -102,8 +102,9 @@ def class_capacity(rows: int, num_classes: int) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class LearnedManifold:
-  """The VAE-GANs `vaes` of `ds` as a Manifold. mesh, encode_batch_size: where and in what batches training codes are computed; projection_*:
-  the settings of `project_onto_decoder` behind `distance`."""
+  """The VAE-GANs `vaes` of `ds` as a Manifold. mesh, encode_batch_size: where and in what
+  batches training codes are computed; projection_*: the settings of `project_onto_decoder`
+  behind `distance`."""
   ds: Dataset
   vaes: VAEGANs
   mesh: object

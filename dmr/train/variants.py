@@ -51,8 +51,9 @@ def stn_adversarial(spec: attacks.AttackSpec, theta_range: geometry.ThetaRange):
 
   def second_half(logits_fn, x, y, key, aux):
     theta0 = jnp.broadcast_to(identity, (x.shape[0], 6))
-    return attacks.latent_pgd(functools.partial(geometry.transform, x), logits_fn, theta0, y, key=key,
-                              box=theta_range.box, **spec.options()).x_adv
+    render = functools.partial(geometry.transform, x)
+    return attacks.latent_pgd(render, logits_fn, theta0, y, key=key, box=theta_range.box,
+                              **spec.options()).x_adv
 
   return second_half
 
