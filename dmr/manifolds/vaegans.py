@@ -200,12 +200,12 @@ def train_and_measure(config: ml_collections.ConfigDict, ds: Dataset, name: str,
   codes = parallel.map_in_batches(vae.encode_fn, (RowSubset(ds.x_train, rows),),
                                   config.vaegan.eval_batch_size, mesh)
   quality = measure_quality(config, ds, name, state, codes, mesh)
+  grid = sample_grid(config, ds, name, vae, mesh)  # On every process: the batches are sharded.
   if jax.process_index() == 0:
     directory = vaegan_dir(workdir, name)
     lo, hi = latent_box(codes)
     np.savez(os.path.join(directory, BOX_FILE), lo=np.asarray(lo), hi=np.asarray(hi))
-    save_grid(os.path.join(directory, GRID_FILE), sample_grid(config, ds, name, vae, mesh),
-              ["test", "reconstruction", "prior sample"])
+    save_grid(os.path.join(directory, GRID_FILE), grid, ["test", "reconstruction", "prior sample"])
     results.write_json_atomic(os.path.join(directory, QUALITY_FILE), quality)
   return quality
 
