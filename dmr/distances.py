@@ -43,8 +43,6 @@ def manifold_distances(distance_fn: Callable[[np.ndarray, np.ndarray], np.ndarra
           "perturbation_norm": _mean(norm), "off_manifold_fraction": float(leaving)}
 
 
-
-
 class NeighbourIndex(NamedTuple):
   """PCA of the training images and their codes in it: mean [D], components [D, k] (orthonormal
   columns), codes [N, k] = (x_train - mean) @ components."""
@@ -131,7 +129,6 @@ def local_subspace_distances(x: jax.Array, x_adv: jax.Array, neighbours: jax.Arr
   cosine = jnp.clip(inside / jnp.where(norm > 0, norm, 1.0), 0.0, 1.0)
   angle = jnp.where(norm > 0, jnp.degrees(jnp.arccos(cosine)), jnp.nan)
   return SubspaceDistances(adversarial, clean, perturbation, angle)
-
 
 
 def local_distances(x_train, x: np.ndarray, x_adv: np.ndarray, *, neighbours: int, pca_dims: int,
