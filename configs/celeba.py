@@ -1,8 +1,15 @@
 """CelebA, Male vs not, 56x48x3 (PAPER.md). Usage: --config=configs/celeba.py[:paper|quick|smoke]."""
 from dmr import config
 
+# Fields of this dataset, per preset (beside dmr.config.SHARED_PRESETS).
+ROWS = {
+    #  field                 paper   quick   smoke
+    "vaegan.latent_dim":    (25,     25,     25),
+    "vaegan.epochs":        (30,     2,      1),
+    "vaegan.beta":          (3.0,    3.0,    3.0),
+    "vaegan.beta_agnostic": (3.0,    3.0,    3.0),
+}
+
 
 def get_config(preset: str = "paper"):
-  c = config.base("celeb_a", preset or "paper")
-  config.vaegan_defaults(c, latent_dim=25, epochs=30, beta=3.0)
-  return c
+  return config.build("celeb_a", preset or "paper", ROWS)

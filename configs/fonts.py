@@ -5,23 +5,31 @@ Usage: --config=configs/fonts.py[:paper|quick|smoke].
 """
 from dmr import config
 
+# The known manifold ("true") replaces the learned one: theta-space on-manifold attacks and
+# training (on_adv_true) and exact distances, so no VAE-GANs are trained. The smoke preset runs
+# every variant, to exercise each of them end to end.
+STAGES = tuple(s for s in config.STAGES if s != "manifolds")
+PAPER_VARIANTS = ("normal", "off_adv", "stn_augm", "stn_adv", "on_adv_true")
+QUICK_VARIANTS = ("normal", "off_adv", "on_adv_true")
+
+# Fields of this dataset, per preset (beside dmr.config.SHARED_PRESETS).
+ROWS = {
+    #  field                 paper            quick            smoke
+    "data.num_train":       (960_000,         20_000,          1_000),
+    "data.num_test":        (160_000,         2_000,           200),
+    "stages":               (STAGES,          STAGES,          STAGES),
+    "manifolds":            (("true",),       ("true",),       ("true",)),
+    "variants":             (PAPER_VARIANTS,  QUICK_VARIANTS,  PAPER_VARIANTS),
+    "vaegan.latent_dim":    (10,              10,              10),
+    "vaegan.epochs":        (10,              2,               1),
+    "vaegan.beta":          (3.0,             3.0,             3.0),
+}
+
 
 def get_config(preset: str = "paper"):
-  preset = preset or "paper"
-  c = config.base("fonts", preset)
-  c.data.num_train = 960_000
-  c.data.num_test = 160_000
+  c = config.build("fonts", preset or "paper", ROWS)
   c.data.seed = 0
   c.data.difficulty = "hard"  # easy | moderate | hard (PAPER.md's theta ranges)
-  c.data.max_fonts = config.placeholder(int)  # None: every usable font of the machine.
-  config.vaegan_defaults(c, latent_dim=10, epochs=10, beta=3.0)
-  # The known manifold replaces the learned one: theta-space on-manifold attacks and training
-  # (on_adv_true) and exact distances, so no VAE-GANs are trained.
-  c.variants = tuple(v for v in c.variants if v != "on_adv_learned") + ("on_adv_true",)
-  c.stages = tuple(s for s in c.stages if s != "manifolds")
-  if preset == "quick":
-    c.data.num_train, c.data.num_test = 20_000, 2_000
-  elif preset == "smoke":  # Every variant, to exercise each of them end to end.
-    c.data.num_train, c.data.num_test, c.data.max_fonts = 1_000, 200, 10
-    c.variants = ("normal", "off_adv", "stn_augm", "stn_adv", "on_adv_true")
+  c.data.max_fonts = 10 if c.preset == "smoke" else config.placeholder(int)  # None: every font.
+  c.stn_theta_range = c.data.get_ref("difficulty") + ""  # The data's range, unless set.
   return c

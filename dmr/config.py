@@ -1,35 +1,96 @@
 """Shared config defaults, presets and validation. configs/<dataset>.py build on `base`.
 
 Presets: `paper` (PAPER.md's protocol), `quick` (every stage at reduced size, minutes on a
-2-core CPU) and `smoke` (seconds, for tests).
+2-core CPU) and `smoke` (seconds, for tests), each a column of SHARED_PRESETS and of the
+dataset's rows in configs/<dataset>.py. `attack_spec` maps a config section onto the attack.
 """
 from __future__ import annotations
 
 import ml_collections
 
-from dmr import data
+import jax
+
+from dmr import attacks, data, geometry
 
 PRESETS = ("paper", "quick", "smoke")
+SEED_STREAMS = ("model_init", "data_order", "attacks", "pca")
+MANIFOLDS = ("learned", "true")
+THETA_RANGES = {"augmentation": geometry.AUGMENTATION, **geometry.FONTS_RANGES}
 # In run order: on_adv_learned training needs the VAE-GANs of `manifolds`.
 STAGES = ("manifolds", "classifiers", "attacks", "distances", "report")
 VARIANTS = ("normal", "off_adv", "on_adv_learned", "on_adv_true", "stn_augm", "stn_adv")
 PAPER_VARIANTS = ("normal", "off_adv", "on_adv_learned", "stn_augm", "stn_adv")
+REDUCED_VARIANTS = ("normal", "off_adv", "on_adv_learned")
 PAPER_TRAINING_SIZES = (250, 500, 1000, 1500, 2000, 2500, 5000, 7500, 10000, 15000, 20000, 30000,
                         40000)
 
 
-def base(dataset: str, preset: str) -> ml_collections.ConfigDict:
-  """PAPER.md's protocol for `dataset`, reduced for the `quick` and `smoke` presets."""
+# The fields each preset sets, shared by every dataset; configs/<dataset>.py add their own rows
+# (a dataset's row replaces a shared one). None keeps the default. Columns: PRESETS.
+SHARED_PRESETS = {
+    #  field                             paper                  quick              smoke
+    "models_per_size":                  (3,                     1,                 1),
+    "training_sizes":                   (PAPER_TRAINING_SIZES,  (500, 2000),       (200,)),
+    "variants":                         (PAPER_VARIANTS,        REDUCED_VARIANTS, REDUCED_VARIANTS),
+    "train.epochs":                     (20,                    10,                1),
+    "train.checkpoint_every_steps":     (500,                   500,               1),
+    "train.log_every_steps":            (50,                    50,                1),
+    # Small N is where on-manifold training should help; 10 attack steps per training batch keep
+    # quick's adversarial training within the demo's 15 minutes on 2 CPU cores.
+    "adversarial_training.steps":       (40,                    10,                3),
+    "attack.steps":                     (40,                    40,                3),
+    "attack.restarts":                  (5,                     2,                 2),
+    "attack.num_test":                  (1000,                  500,               40),
+    "attack.batch_size":                (500,                   500,               40),
+    "on_manifold_attack.steps":         (40,                    40,                3),
+    "on_manifold_attack.restarts":      (5,                     2,                 2),
+    "on_manifold_attack.num_test":      (2500,                  500,               40),
+    "on_manifold_attack.batch_size":    (500,                   500,               40),
+    "distances.num_test":               (1000,                  250,               40),
+    "distances.projection_steps":       (100,                   100,               5),
+    # quick: the 11 Fashion-MNIST VAE-GANs in about 2-3 minutes on a 2-core CPU (measured),
+    # reconstructions still recognizable.
+    "vaegan.epochs":                    (30,                    2,                 1),
+    "vaegan.channels":                  (64,                    16,                4),
+    "vaegan.discriminator_channels":    (64,                    16,                4),
+    "vaegan.max_train_images":          (None,                  3000,              200),
+    "vaegan.eval_batch_size":           (1000,                  1000,              500),
+    "vaegan.checkpoint_every_steps":    (500,                   500,               1),
+    "vaegan.log_every_steps":           (50,                    50,                1),
+}
+
+
+def build(dataset: str, preset: str, rows: dict | None = None) -> ml_collections.ConfigDict:
+  """The config of `dataset` under `preset`: `base`, then SHARED_PRESETS's column of the preset
+  with the dataset's `rows` ({field: (paper, quick, smoke)}) in place of the shared ones."""
   if preset not in PRESETS:
     raise ValueError(f"preset={preset!r}; allowed: {PRESETS}.")
+  c = base(dataset, preset)
+  for field, values in {**SHARED_PRESETS, **(rows or {})}.items():
+    value = values[PRESETS.index(preset)]
+    if value is not None:
+      _set(c, field, value)
+  return c
+
+
+def base(dataset: str, preset: str) -> ml_collections.ConfigDict:
+  """The defaults every preset starts from (PAPER.md's protocol where a preset sets nothing)."""
   c = ml_collections.ConfigDict()
   c.dataset = dataset
   c.preset = preset
+  # The base seed, and the offset of each named stream from it (see `seed`): changing one offset
+  # (--config.seeds.attacks=1 redraws the attack noise) moves no other stream.
   c.seed = 0
+  c.seeds = ml_collections.ConfigDict({stream: 0 for stream in SEED_STREAMS})
   c.stages = STAGES
   c.training_sizes = PAPER_TRAINING_SIZES
   c.models_per_size = 3
   c.variants = PAPER_VARIANTS
+  # The data manifolds of the run (dmr.manifolds): "learned" (VAE-GANs, stage `manifolds`),
+  # "true" (the known FONTS manifold). The first is the one the attacks stage reports.
+  c.manifolds = ("learned",)
+  # The theta range of stn_augm and stn_adv: "augmentation" (PAPER.md's) or a FONTS difficulty.
+  c.stn_theta_range = "augmentation"
 
   c.data = ml_collections.ConfigDict()
   c.data.dir = placeholder(str)  # None: the source's default.
@@ -50,8 +111,8 @@ def base(dataset: str, preset: str) -> ml_collections.ConfigDict:
   c.train.log_every_steps = 50
 
   # Adversarial training (off_adv, on_adv_*, stn_adv): the paper's attack, all steps, keeping the
-  # highest-loss iterate, in eval mode. eps: image-space L-inf (off_adv), latent / theta L-inf
-  # (on_adv_*), theta L-inf around the identity (stn_adv).
+  # highest-loss iterate (early_stop False), one restart, in eval mode. eps: image-space L-inf
+  # (off_adv), latent / theta L-inf (on_adv_*), theta L-inf around the identity (stn_adv).
   c.adversarial_training = ml_collections.ConfigDict()
   c.adversarial_training.off_eps = 0.3
   c.adversarial_training.on_eps = 0.3
@@ -60,6 +121,8 @@ def base(dataset: str, preset: str) -> ml_collections.ConfigDict:
   c.adversarial_training.step_size = 0.005
   c.adversarial_training.optimizer = "adam"
   c.adversarial_training.init = "paper"
+  c.adversarial_training.restarts = 1
+  c.adversarial_training.early_stop = False
 
   # Off-manifold (regular) evaluation attack: L-inf eps 0.3 on the first num_test test images.
   c.attack = ml_collections.ConfigDict()
@@ -97,7 +160,7 @@ def base(dataset: str, preset: str) -> ml_collections.ConfigDict:
 
   # --- VAE-GANs of the learned manifold (PAPER.md, "VAE-GAN"; stage `manifolds`) -------------
   # One per class and one class-agnostic, each on the FULL training set of its class (the first
-  # max_train_images rows of it when set). Per-dataset values: `vaegan_defaults` below.
+  # max_train_images rows of it when set). Per-dataset values: the rows of configs/<dataset>.py.
   c.vaegan = ml_collections.ConfigDict()
   c.vaegan.latent_dim = 10
   c.vaegan.epochs = 30
@@ -123,66 +186,41 @@ def base(dataset: str, preset: str) -> ml_collections.ConfigDict:
   c.parallel.coordinator_address = placeholder(str)
   c.parallel.num_processes = placeholder(int)
   c.parallel.process_id = placeholder(int)
-
-  if preset == "quick":
-    c.models_per_size = 1
-    c.train.epochs = 10
-    # The 11 Fashion-MNIST VAE-GANs in about 2-3 minutes on a 2-core CPU (measured), reconstructions
-    # still recognizable: a quarter of the width, the first 3000 images of each class, 2 epochs.
-    c.vaegan.epochs = 2
-    c.vaegan.channels = c.vaegan.discriminator_channels = 16
-    c.vaegan.max_train_images = 3000
-  elif preset == "smoke":
-    c.training_sizes = (200,)
-    c.models_per_size = 1
-    c.train.epochs = 1
-    c.train.checkpoint_every_steps = 1
-    c.train.log_every_steps = 1
-    c.vaegan.epochs = 1
-    c.vaegan.channels = c.vaegan.discriminator_channels = 4
-    c.vaegan.max_train_images = 200
-    c.vaegan.eval_batch_size = 500
-    c.vaegan.checkpoint_every_steps = 1
-    c.vaegan.log_every_steps = 1
-  _reduce_experiments(c, preset)
   return c
 
 
-def _reduce_experiments(c: ml_collections.ConfigDict, preset: str) -> None:
-  """The quick and smoke presets of the paper's experiments (all stages, fewer and smaller)."""
-  if preset == "paper":
-    return
-  c.variants = ("normal", "off_adv", "on_adv_learned")
-  if preset == "quick":
-    # Small N is where on-manifold training should help; 10 attack steps per training batch
-    # (the paper: 40) keep adversarial training within the demo's 15 minutes on 2 CPU cores.
-    c.training_sizes = (500, 2000)
-    c.adversarial_training.steps = 10
-    c.attack.num_test = c.on_manifold_attack.num_test = 500
-    c.attack.restarts = c.on_manifold_attack.restarts = 2
-    c.distances.num_test = 250
-  else:
-    c.adversarial_training.steps = c.attack.steps = c.on_manifold_attack.steps = 3
-    c.attack.num_test = c.on_manifold_attack.num_test = c.distances.num_test = 40
-    c.attack.restarts = c.on_manifold_attack.restarts = 2
-    c.attack.batch_size = c.on_manifold_attack.batch_size = 40
-    c.distances.projection_steps = 5
+ATTACK_FIELDS = ("norm", "steps", "step_size", "optimizer", "init", "restarts", "early_stop")
 
 
-def vaegan_defaults(c: ml_collections.ConfigDict, *, latent_dim: int, epochs: int,
-                    beta: float, beta_agnostic: float | None = None,
-                    gamma: float = 1.0) -> None:
-  """Sets a dataset's VAE-GAN hyperparameters from PAPER.md's table (configs/<dataset>.py).
+def attack_spec(section: ml_collections.ConfigDict, eps: float | None = None) -> attacks.AttackSpec:
+  """The attack a config section (attack, on_manifold_attack, adversarial_training) describes;
+  eps: its radius when the section has several (adversarial_training)."""
+  options = {f: section[f] for f in ATTACK_FIELDS if f in section}
+  # XLA:CPU runs convolutions inside loop bodies ~5x slower (jax-ml/jax#12868): unroll there.
+  return attacks.AttackSpec(eps=section.eps if eps is None else eps,
+                            unroll=jax.default_backend() == "cpu", **options)
 
-  beta_agnostic defaults to beta. `epochs` applies to the paper preset only: quick and smoke
-  keep their reduced epochs.
-  """
-  c.vaegan.latent_dim = latent_dim
-  c.vaegan.beta = beta
-  c.vaegan.beta_agnostic = beta if beta_agnostic is None else beta_agnostic
-  c.vaegan.gamma = gamma
-  if c.preset == "paper":
-    c.vaegan.epochs = epochs
+
+def model_seeds(c: ml_collections.ConfigDict) -> list[int]:
+  """The seeds naming the models of each training size (their records and directories)."""
+  return [c.seed + m for m in range(c.models_per_size)]
+
+
+def seed(c: ml_collections.ConfigDict, stream: str, model_seed: int | None = None) -> int:
+  """The seed of `stream` (SEED_STREAMS): the base seed (or the model's, for model_init and
+  data_order) plus the stream's offset c.seeds[stream]."""
+  return (c.seed if model_seed is None else model_seed) + c.seeds[stream]
+
+
+def stn_theta_range(c: ml_collections.ConfigDict) -> geometry.ThetaRange:
+  return THETA_RANGES[c.stn_theta_range]
+
+
+def _set(c: ml_collections.ConfigDict, dotted: str, value) -> None:
+  *parents, name = dotted.split(".")
+  for part in parents:
+    c = c[part]
+  c[name] = value
 
 
 def placeholder(field_type: type) -> ml_collections.FieldReference:
@@ -209,9 +247,23 @@ def validate(c: ml_collections.ConfigDict, train_size: int | None = None) -> Non
   for variant in c.variants:
     if variant not in VARIANTS:
       _fail("variants", tuple(c.variants), f"a tuple of {VARIANTS}")
-  if "on_adv_true" in c.variants and c.dataset != "fonts":
-    _fail("variants", tuple(c.variants), "on_adv_true only with dataset='fonts' (the known "
-          "manifold); use on_adv_learned")
+  for kind in c.manifolds:
+    if kind not in MANIFOLDS:
+      _fail("manifolds", tuple(c.manifolds), f"a non-empty tuple of {MANIFOLDS}")
+  if not c.manifolds:
+    _fail("manifolds", tuple(c.manifolds), f"a non-empty tuple of {MANIFOLDS}")
+  if "true" in c.manifolds and c.dataset != "fonts":
+    _fail("manifolds", tuple(c.manifolds), "'true' only with dataset='fonts' (the one known "
+          "manifold); use 'learned'")
+  for variant, kind in (("on_adv_learned", "learned"), ("on_adv_true", "true")):
+    if variant in c.variants and kind not in c.manifolds:
+      _fail("variants", tuple(c.variants), f"{variant} only with {kind!r} in config.manifolds "
+            f"({tuple(c.manifolds)})")
+  if c.stn_theta_range not in THETA_RANGES:
+    _fail("stn_theta_range", c.stn_theta_range, str(tuple(THETA_RANGES)))
+  for stream in SEED_STREAMS:
+    if not isinstance(c.seeds[stream], int):
+      _fail(f"seeds.{stream}", c.seeds[stream], "an integer")
   stages = list(c.stages)
   if stages != sorted(stages, key=STAGES.index):
     _fail("stages", tuple(c.stages), f"stages in the order {STAGES}")
@@ -231,7 +283,8 @@ def validate(c: ml_collections.ConfigDict, train_size: int | None = None) -> Non
   for field in ("attack.steps", "attack.restarts", "attack.num_test", "attack.batch_size",
                 "on_manifold_attack.steps", "on_manifold_attack.restarts",
                 "on_manifold_attack.num_test", "on_manifold_attack.batch_size",
-                "adversarial_training.steps", "distances.num_test", "distances.projection_steps",
+                "adversarial_training.steps", "adversarial_training.restarts", "distances.num_test",
+                "distances.projection_steps",
                 "distances.projection_restarts", "distances.neighbours", "distances.pca_dims"):
     value = _get(c, field)
     if not isinstance(value, int) or value <= 0:

@@ -6,6 +6,7 @@ its own devices; `jax.jit` with these shardings then computes exactly the single
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import jax
@@ -62,17 +63,25 @@ def shard_batch(arrays, mesh: Mesh):
   return jax.tree.map(put, arrays)
 
 
+@jax.jit
+def _call(fn: jax.tree_util.Partial, *args):
+  return fn(*args)
+
+
 def map_in_batches(fn: Callable, arrays: tuple, batch_size: int, mesh: Mesh,
                    key: jax.Array | None = None):
   """fn(*batch[, key_b]) over the rows of `arrays` (each [N, ...], any array-like with len() and
   integer-array indexing) in batches of `batch_size` sharded over `mesh`; the outputs (a pytree
-  of [batch, ...] or, for fields named in `rows_last`, [..., batch] arrays) are concatenated
-  into numpy arrays over all N rows.
+  of [batch, ...] arrays: batch first) are concatenated into numpy arrays over all N rows.
 
-  The last batch is padded (repeating its first row) so that one compilation of fn serves all
-  batches; padding rows are dropped from the outputs. With `key`, batch b gets fold_in(key, b).
-  fn should be jitted (or call jitted code); its outputs must have the batch as leading axis.
+  fn: a jitted function (or one calling jitted code), or a jax.tree_util.Partial, which runs
+  through one shared jitted call: every Partial of the same function (e.g. an encoder with other
+  params) reuses one compilation. The last batch is padded (repeating its first row) so that one
+  compilation serves all batches; padding rows are dropped from the outputs. With `key`, batch b
+  gets fold_in(key, b).
   """
+  if isinstance(fn, jax.tree_util.Partial):
+    fn = functools.partial(_call, fn)
   size = padded_batch_size(batch_size, mesh)
   n = len(arrays[0])
   outputs = []

@@ -38,14 +38,15 @@ def run_main(workdir: str, *overrides: str, devices: int = 1,
 
 def final_state(workdir: str, variant: str, n: int, seed: int, config):
   """The last checkpointed TrainState of model (variant, n, seed) as numpy arrays."""
-  from dmr import checkpoint, experiments
+  from dmr import checkpoint
+  from dmr.train import classifier
   from dmr.data.dataset import num_batches
   from dmr.train import optim, steps
-  model = experiments.make_model(config, 10)
+  model = classifier.make_model(config, 10)
   t = config.train
   tx = optim.paper_adam(t.learning_rate, t.lr_decay, num_batches(n, t.batch_size))
   like = steps.init_state(model, tx, jax.random.key(0), (28, 28, 1))
-  ckpt = checkpoint.Checkpointer(os.path.join(experiments.model_dir(workdir, variant, n, seed),
+  ckpt = checkpoint.Checkpointer(os.path.join(classifier.model_dir(workdir, variant, n, seed),
                                               "checkpoints"))
   state = ckpt.restore(like)
   ckpt.close()

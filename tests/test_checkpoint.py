@@ -9,7 +9,8 @@ import jax
 import numpy as np
 import pytest
 
-from dmr import checkpoint, experiments, results
+from dmr import checkpoint, results
+from dmr.train import classifier
 from tests.helpers import CLASSIFIERS_ONLY, REPO, final_state, main_command, run_main, subprocess_env
 from tests.test_config import get_config
 
@@ -26,7 +27,7 @@ def smoke_config():
 
 
 def latest_step(workdir):
-  directory = os.path.join(experiments.model_dir(workdir, "normal", 1000, 0), "checkpoints")
+  directory = os.path.join(classifier.model_dir(workdir, "normal", 1000, 0), "checkpoints")
   steps = [int(d) for d in os.listdir(directory) if d.isdigit()] if os.path.isdir(directory) else []
   return max(steps, default=None)
 
@@ -68,7 +69,7 @@ def test_finished_model_is_skipped_and_damaged_checkpoint_is_kept(tmp_path):
 
   # A damaged checkpoint of an unfinished model stops the run and is not overwritten.
   os.remove(results.path(workdir))
-  ckpt_dir = os.path.join(experiments.model_dir(workdir, "normal", 300, 0), "checkpoints")
+  ckpt_dir = os.path.join(classifier.model_dir(workdir, "normal", 300, 0), "checkpoints")
   step_dir = os.path.join(ckpt_dir, str(max(int(d) for d in os.listdir(ckpt_dir) if d.isdigit())))
   for root, _, files in os.walk(step_dir):
     for name in files:

@@ -8,7 +8,7 @@ import pytest
 from dmr import config as dmr_config
 from tests.helpers import REPO, main_command, subprocess_env
 
-CONFIG_FILES = ["fashion", "emnist", "celeba"]
+CONFIG_FILES = ["fashion", "emnist", "celeba", "fonts"]
 
 
 def get_config(name, preset=None):
@@ -39,6 +39,10 @@ def test_paper_is_the_default_and_follows_the_paper():
     ("variants", ("normal", "nope"), "config.variants=.*allowed: a tuple of"),
     ("stages", ("fly",), "config.stages=.*allowed"),
     ("models_per_size", 0, "config.models_per_size=0 is invalid; allowed: a positive integer"),
+    ("manifolds", ("true",), r"config.manifolds=\('true',\) is invalid; allowed: 'true' only with "
+                             r"dataset='fonts'"),
+    ("manifolds", ("vae",), r"config.manifolds=\('vae',\) is invalid; allowed: a non-empty tuple"),
+    ("stn_theta_range", "wide", r"config.stn_theta_range='wide' is invalid"),
 ])
 def test_invalid_values_name_the_field_and_allowed_values(field, value, message):
   c = get_config("fashion", "smoke")
@@ -71,3 +75,51 @@ def test_command_line_overrides_and_errors_before_work(tmp_path):
   assert out.returncode != 0
   assert "config.training_sizes=(100, 70000) is invalid" in out.stderr
   assert not os.path.exists(tmp_path / "results.json")
+
+
+def test_seed_streams_are_offsets_from_the_base_seed():
+  c = get_config("fashion", "smoke")
+  c.seed = 3
+  streams = lambda model_seed=None: [dmr_config.seed(c, s, model_seed)
+                                     for s in dmr_config.SEED_STREAMS]
+  assert dmr_config.SEED_STREAMS == ("model_init", "data_order", "attacks", "pca")
+  assert streams() == [3, 3, 3, 3] and streams(5) == [5, 5, 5, 5]
+  c.seeds.attacks = 7  # Moves the attack noise only.
+  assert streams() == [3, 3, 10, 3] and streams(5) == [5, 5, 12, 5]
+  assert dmr_config.model_seeds(c) == [3]
+
+
+def test_attack_spec_from_each_config_section():
+  c = get_config("fashion", "quick")
+  regular = dmr_config.attack_spec(c.attack)
+  assert (regular.eps, regular.norm, regular.steps, regular.step_size, regular.optimizer,
+          regular.init, regular.restarts, regular.early_stop) == (
+              0.3, "linf", 40, 0.005, "adam", "paper", 2, True)
+  assert regular.unroll  # The tests run on CPU.
+  on = dmr_config.attack_spec(c.on_manifold_attack)
+  assert (on.eps, on.restarts, on.early_stop) == (0.3, 2, True)
+  a = c.adversarial_training
+  training = dmr_config.attack_spec(a, a.stn_eps)
+  assert (training.steps, training.restarts, training.early_stop) == (10, 1, False)
+  hash(training)  # A jit static argument.
+
+
+def test_preset_tables():
+  fonts = get_config("fonts", "quick")
+  assert fonts.variants == ("normal", "off_adv", "on_adv_true") and fonts.manifolds == ("true",)
+  assert "manifolds" not in fonts.stages and fonts.data.num_train == 20_000
+  assert dmr_config.stn_theta_range(fonts) == dmr_config.THETA_RANGES["hard"]
+  fonts.data.difficulty = "easy"  # The stn range follows the data's.
+  assert dmr_config.stn_theta_range(fonts) == dmr_config.THETA_RANGES["easy"]
+  quick = get_config("fashion", "quick")
+  assert (quick.vaegan.epochs, quick.vaegan.channels, quick.vaegan.beta) == (2, 16, 2.75)
+  assert get_config("emnist", "smoke").vaegan.beta == 2.25
+
+
+def test_on_manifold_training_needs_its_manifold():
+  c = get_config("fonts", "smoke")
+  c.variants = ("on_adv_learned",)
+  with pytest.raises(ValueError, match=r"on_adv_learned only with 'learned' in config.manifolds"):
+    dmr_config.validate(c)
+  c.manifolds = ("true", "learned")  # FONTS with both manifolds side by side.
+  dmr_config.validate(c)

@@ -1,4 +1,4 @@
-"""dmr.data.fonts (FONTS prototypes, lazily rendered splits) and dmr.fonts_manifold."""
+"""dmr.data.fonts (FONTS prototypes, lazily rendered splits) and the known manifold."""
 import os
 import shutil
 
@@ -6,8 +6,9 @@ import jax
 import numpy as np
 import pytest
 
-from dmr import fonts_manifold, geometry
+from dmr import attacks, geometry, parallel
 from dmr.data import dataset, fonts
+from dmr.manifolds import known
 
 BUNDLED = tuple(fonts.bundled_font_paths())  # matplotlib's fonts: the same on every machine
 
@@ -147,7 +148,7 @@ def test_epoch_batches_render_the_shuffled_rows():
 def test_decode_fn_renders_the_data():
   x = small_fonts().x_test
   index = np.arange(20)
-  decode = jax.jit(lambda prototypes, theta: fonts_manifold.make_decode_fn(prototypes)(theta))
+  decode = jax.jit(geometry.transform)
   np.testing.assert_allclose(decode(x.prototypes_at(index), x.theta[index]), x[index], atol=3e-5)
 
 
@@ -159,8 +160,7 @@ def test_projection_recovers_theta_and_separates_adversarial_noise():
   adversarial = np.clip(clean + 0.3 * noise, 0.0, 1.0).astype(np.float32)
   images = np.concatenate([clean, adversarial])
   prototypes = np.concatenate([x.prototypes_at(index)] * 2)
-  result = fonts_manifold.project_to_true_manifold(images, prototypes, jax.random.key(0),
-                                                   x.theta_range)
+  result = known.project_to_true_manifold(images, prototypes, jax.random.key(0), x.theta_range)
   distance, theta = np.asarray(result.distance), np.asarray(result.theta)
   assert geometry.FONTS_HARD.contains(theta).all()
   np.testing.assert_allclose(
@@ -173,3 +173,25 @@ def test_projection_recovers_theta_and_separates_adversarial_noise():
   assert (theta_error < 0.05).mean() >= 0.6
   assert adversarial_distance.min() > 3.0
   assert adversarial_distance.min() > 20 * clean_distance.max()
+
+
+def test_known_manifold_attacks_renderings_of_theta_and_measures_them_on_the_manifold():
+  ds = small_fonts()
+  manifold, mesh, rows = known.KnownManifold(ds), parallel.data_mesh(), np.arange(12)
+  w = 0.05 * jax.random.normal(jax.random.key(0), (28 * 28, 10))
+  logits_fn = jax.tree_util.Partial(lambda w, x: (x.reshape(x.shape[0], -1) - 0.2) @ w, w)
+  spec = attacks.AttackSpec(eps=0.3, steps=5, restarts=2)
+  on = manifold.attack(logits_fn, rows, spec, jax.random.key(1), 8, mesh)
+  np.testing.assert_array_equal(on.rows, rows)
+  np.testing.assert_allclose(on.x_on, ds.x_test[rows], atol=3e-5)  # The data are renderings.
+  assert on.success.shape == (12, 2) and on.x_adv.shape == (12, 28, 28, 1)  # Batch first.
+  predicted = np.argmax(np.asarray(logits_fn(on.x_adv)), axis=1)
+  np.testing.assert_array_equal(on.success.any(axis=1), predicted != ds.y_test[rows])
+  # Adversarial renderings lie on the manifold: as close to it as the test images themselves.
+  clean = manifold.distance(on.x_on, rows, jax.random.key(2), 8, mesh)
+  adversarial = manifold.distance(on.x_adv, rows, jax.random.key(2), 8, mesh)
+  assert clean.shape == adversarial.shape == (12,)
+  assert np.median(adversarial) < 0.3 and np.median(clean) < 0.3, (clean, adversarial)
+  noise = np.clip(on.x_on + 0.3 * np.sign(np.random.default_rng(0).standard_normal(on.x_on.shape)),
+                  0, 1).astype(np.float32)
+  assert manifold.distance(noise, rows, jax.random.key(2), 8, mesh).min() > 3.0

@@ -81,7 +81,7 @@ def test_second_half_replaces_the_second_half():
   model, tx, state, x, y = make_setup(8, optax.sgd(0.1))
   seen = {}
 
-  def second_half(params, batch_stats, xh, yh, key, aux):
+  def second_half(logits_fn, xh, yh, key, aux):
     seen["rows"] = xh.shape[0]
     return jnp.zeros_like(xh)
 

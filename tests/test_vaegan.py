@@ -10,7 +10,8 @@ import optax
 import pytest
 
 from dmr import config as dmr_config
-from dmr import learned_manifold, parallel, results
+from dmr import parallel, results
+from dmr.manifolds import vaegans
 from dmr.data.dataset import Dataset
 from dmr.models import layers, vaegan
 from dmr.train import loop
@@ -123,8 +124,8 @@ def tiny_step():
   """(host state, step): step(state, x, y, w, key) runs the train step compiled exactly as
   run_epochs compiles it (same mesh, shardings and donation), so all tests share one program."""
   config = tiny_config()
-  nets = learned_manifold.make_nets(config, (28, 28, 1))
-  tx, train_step = learned_manifold.optimizer_and_step(config, nets, "0", 32)
+  nets = vaegans.make_nets(config, (28, 28, 1))
+  tx, train_step = vaegans.optimizer_and_step(config, nets, "0", 32)
   mesh = parallel.data_mesh()
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
   jitted = jax.jit(train_step, donate_argnums=(0,), out_shardings=(replicated, replicated))
@@ -173,7 +174,7 @@ def test_kill_mid_epoch_then_resume_ends_bit_identical(tmp_path, monkeypatch):
   """A run killed after step 3 (its last checkpoint: step 2) and run again equals an
   uninterrupted run: parameters, batch statistics and optimizer state, bit for bit."""
   config, ds, mesh = tiny_config(), blob_dataset(), parallel.data_mesh()
-  reference = parallel.to_host(learned_manifold.train_vaegan(config, ds, "1", str(tmp_path / "a"),
+  reference = parallel.to_host(vaegans.train_vaegan(config, ds, "1", str(tmp_path / "a"),
                                                              mesh))
   check_finite = loop.check_finite
 
@@ -184,13 +185,13 @@ def test_kill_mid_epoch_then_resume_ends_bit_identical(tmp_path, monkeypatch):
 
   monkeypatch.setattr(loop, "check_finite", killed_after_step_3)
   with pytest.raises(KeyboardInterrupt):
-    learned_manifold.train_vaegan(config, ds, "1", str(tmp_path / "b"), mesh)
+    vaegans.train_vaegan(config, ds, "1", str(tmp_path / "b"), mesh)
   monkeypatch.setattr(loop, "check_finite", check_finite)
-  resumed = parallel.to_host(learned_manifold.train_vaegan(config, ds, "1", str(tmp_path / "b"),
+  resumed = parallel.to_host(vaegans.train_vaegan(config, ds, "1", str(tmp_path / "b"),
                                                            mesh))
   assert int(reference.step) == int(resumed.step) == 4
   jax.tree.map(np.testing.assert_array_equal, reference, resumed)
-  directory = learned_manifold.vaegan_dir(str(tmp_path / "b"), "1")
+  directory = vaegans.vaegan_dir(str(tmp_path / "b"), "1")
   assert [r["step"] for r in loop.read_metrics(os.path.join(directory, "metrics.jsonl"))] == [
       1, 2, 3, 4]
 
@@ -198,10 +199,10 @@ def test_kill_mid_epoch_then_resume_ends_bit_identical(tmp_path, monkeypatch):
 def test_manifolds_stage_trains_measures_skips_and_loads(tmp_path):
   config, ds, workdir, mesh = tiny_config(), blob_dataset(), str(tmp_path), parallel.data_mesh()
   config.vaegan.epochs = 1
-  qualities = learned_manifold.train_all(config, ds, workdir, mesh)
+  qualities = vaegans.train_all(config, ds, workdir, mesh)
   assert sorted(qualities) == ["0", "1", "2", "all"]
   for name, quality in qualities.items():
-    directory = learned_manifold.vaegan_dir(workdir, name)
+    directory = vaegans.vaegan_dir(workdir, name)
     assert {"checkpoints", "metrics.jsonl", "latent_box.npz", "samples.png",
             "quality.json"} <= set(os.listdir(directory))
     assert quality["images"] == (30 if name == "all" else 10)
@@ -213,12 +214,12 @@ def test_manifolds_stage_trains_measures_skips_and_loads(tmp_path):
   assert sorted(qualities["all"]["per_class"]) == ["0", "1", "2"]
   assert results.load(workdir)["manifold"]["vaegan_quality"] == json.loads(json.dumps(qualities))
 
-  quality_file = os.path.join(learned_manifold.vaegan_dir(workdir, "1"), "quality.json")
+  quality_file = os.path.join(vaegans.vaegan_dir(workdir, "1"), "quality.json")
   stamp = os.path.getmtime(quality_file)
-  assert learned_manifold.train_all(config, ds, workdir, mesh) == qualities  # Skips, same result.
+  assert vaegans.train_all(config, ds, workdir, mesh) == qualities  # Skips, same result.
   assert os.path.getmtime(quality_file) == stamp
 
-  manifolds = learned_manifold.load_vaegans(config, workdir, ds)
+  manifolds = vaegans.load_vaegans(config, workdir, ds)
   assert len(manifolds.classes) == 3
   call = jax.jit(lambda fn, x: fn(x))  # One compilation for every class.
   x = ds.x_test[:5]
@@ -234,7 +235,7 @@ def test_manifolds_stage_trains_measures_skips_and_loads(tmp_path):
 
 def test_loading_an_untrained_vaegan_says_what_to_run(tmp_path):
   with pytest.raises(FileNotFoundError, match="run the manifolds stage first"):
-    learned_manifold.load_vaegans(tiny_config(), str(tmp_path), blob_dataset())
+    vaegans.load_vaegans(tiny_config(), str(tmp_path), blob_dataset())
 
 
 @pytest.mark.parametrize("field, value, message", [

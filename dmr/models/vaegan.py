@@ -141,8 +141,5 @@ def make_encode_fn(encoder: Encoder, variables: dict) -> jax.tree_util.Partial:
 
 def make_decode_fn(decoder: Decoder, variables: dict) -> jax.tree_util.Partial:
   """decode_fn(z [B, d]) -> images [B, H, W, C], BatchNorm in inference mode (see make_encode_fn).
-
-  decode_fn.func(variables, z) is the decoder and decode_fn.args[0] its variables: stacking the
-  variables of several decoders (jax.tree.map(jnp.stack, ...)) gives one vmappable decoder.
   """
   return jax.tree_util.Partial(_Decode(decoder), variables)

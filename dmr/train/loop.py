@@ -111,13 +111,3 @@ def run_epochs(train_step: Callable, state, x: np.ndarray, y: np.ndarray, *, epo
     ckpt.close()
   return state
 
-
-def map_batches(fn: Callable, args: tuple, x, batch_size: int, mesh):
-  """fn(*args, x_batch) over the rows of x [N, ...] in batches sharded over `mesh`: the outputs
-  (a pytree of [batch, ...] arrays) concatenated into numpy arrays [N, ...].
-
-  x: any array-like with len() and integer-array indexing. `args` (e.g. params) are jit
-  arguments, so one compilation of fn serves every call with the same shapes.
-  """
-  fn = jax.jit(fn)
-  return parallel.map_in_batches(lambda xb: fn(*args, xb), (x,), batch_size, mesh)

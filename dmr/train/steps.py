@@ -1,9 +1,10 @@
 """Classifier train and eval steps as pure functions of (state, batch).
 
 A training variant (PAPER.md, "Training variants") differs only in the function that produces
-the second half of each batch: `second_half(params, batch_stats, x, y, key, aux) -> x'` for the
-rows x [B/2, ...] (an attack, an augmentation), where aux holds the rows' per-example extras
-(latent codes, transformation parameters) or None; None trains on the clean batch.
+the second half of each batch: `second_half(logits_fn, x, y, key, aux) -> x'` for the rows
+x [B/2, ...] (an attack, an augmentation), where logits_fn is the classifier at the current params
+in inference mode (the paper attacks it so) and aux holds the rows' per-example extras (latent
+codes, row indices) or None; None trains on the clean batch.
 """
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ SecondHalfFn = Callable[..., jax.Array]
 
 @flax.struct.dataclass
 class TrainState:
+  """A classifier's or a VAE-GAN's training state (VAE-GAN: params and batch_stats keyed by
+  network)."""
   step: jax.Array  # int32 scalar: batches trained so far.
   params: dict
   batch_stats: dict
@@ -77,7 +80,8 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
     if second_half is not None:
       split = x.shape[0] // 2 if half is None else half
       aux_half = None if aux is None else aux[split:]
-      x_new = second_half(state.params, state.batch_stats, x[split:], y[split:], key, aux_half)
+      logits_fn = make_logits_fn(model, state.params, state.batch_stats)
+      x_new = second_half(logits_fn, x[split:], y[split:], key, aux_half)
       x = x.at[split:].set(jax.lax.stop_gradient(x_new))
 
     def loss_fn(params):

@@ -21,22 +21,14 @@ from __future__ import annotations
 import functools
 from typing import NamedTuple
 
-import flax
 import jax
 import jax.numpy as jnp
 import optax
 
 from dmr.models.vaegan import VAEGAN
+from dmr.train.steps import TrainState
 
 NETWORKS = ("encoder", "decoder", "discriminator")
-
-
-@flax.struct.dataclass
-class VAEGANState:
-  step: jax.Array  # int32 scalar: batches trained so far.
-  params: dict  # {"encoder": ..., "decoder": ..., "discriminator": ...}
-  batch_stats: dict  # Same keys.
-  opt_state: optax.OptState
 
 
 @functools.partial(jax.jit, static_argnames=("nets", "image_shape"))
@@ -54,9 +46,9 @@ def init_variables(nets: VAEGAN, key: jax.Array, image_shape: tuple[int, ...]):
 
 
 def init_state(nets: VAEGAN, tx: optax.GradientTransformation, key: jax.Array,
-               image_shape: tuple[int, ...]) -> VAEGANState:
+               image_shape: tuple[int, ...]) -> TrainState:
   params, batch_stats = init_variables(nets, key, tuple(image_shape))
-  return VAEGANState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
                      opt_state=jax.jit(tx.init)(params))
 
 
@@ -80,7 +72,7 @@ def make_train_step(nets: VAEGAN, tx: optax.GradientTransformation, beta: float,
   discriminator_accuracy (real and reconstructed images told apart, in training mode).
   """
 
-  def train_step(state: VAEGANState, x, y, weight, key):
+  def train_step(state: TrainState, x, y, weight, key):
     del y
     mask = weight > 0
     stats = state.batch_stats
@@ -113,7 +105,7 @@ def make_train_step(nets: VAEGAN, tx: optax.GradientTransformation, beta: float,
 
     grads, (encoder_loss, sums, correct, new_stats) = jax.grad(losses, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    state = VAEGANState(step=state.step + 1, params=optax.apply_updates(state.params, updates),
+    state = TrainState(step=state.step + 1, params=optax.apply_updates(state.params, updates),
                         batch_stats=new_stats, opt_state=opt_state)
     count = jnp.maximum(jnp.sum(weight), 1.0)
     metrics = {"loss": encoder_loss / count, **{k: v / count for k, v in sums.items()},

@@ -1,4 +1,4 @@
-"""The learned manifold of a dataset: its VAE-GANs trained, measured and loaded (PAPER.md).
+"""The VAE-GANs behind the learned manifold: trained, measured and loaded (PAPER.md).
 
 One VAE-GAN per class and one class-agnostic, each on the FULL training set of its class (the
 first vaegan.max_train_images rows of it, when set). Each lives in workdir/manifolds/<name>/,
@@ -7,7 +7,7 @@ name = the class index ("0", "1", ...) or "all":
   latent_box.npz               lo, hi [d]: per-dimension range of the training codes mu
   samples.png                  test images, their reconstructions dec(mu), prior samples dec(z)
   quality.json                 written last: its presence marks the model finished
-Other stages use `load_vaegans`.
+`load_vaegans` gives them to dmr.manifolds.learned.
 """
 from __future__ import annotations
 
@@ -22,10 +22,10 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from dmr import checkpoint, manifold, parallel, results
+from dmr import checkpoint, parallel, results
 from dmr.data.dataset import Dataset, num_batches
 from dmr.models import vaegan as vaegan_models
-from dmr.train import loop, optim
+from dmr.train import loop, optim, steps
 from dmr.train import vaegan as vaegan_training
 
 AGNOSTIC = "all"
@@ -34,6 +34,16 @@ BOX_FILE = "latent_box.npz"
 GRID_FILE = "samples.png"
 GRID_COLUMNS = 10
 MAX_QUALITY_IMAGES = 10_000  # Test images measured per model (the first of its class).
+
+
+def latent_box(codes: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """(lo [d], hi [d]): the per-dimension range of the training codes [N, d]."""
+  return jnp.min(codes, axis=0), jnp.max(codes, axis=0)
+
+
+def within_prior(codes: jax.Array, limit: float = 2.0) -> jax.Array:
+  """bool [N]: every |mu_i| <= limit; the paper attacks only these codes."""
+  return jnp.all(jnp.abs(codes) <= limit, axis=-1)
 
 
 def model_names(num_classes: int) -> list[str]:
@@ -90,32 +100,21 @@ def model_index(name: str, num_classes: int) -> int:
 
 
 def train_vaegan(config: ml_collections.ConfigDict, ds: Dataset, name: str, workdir: str,
-                 mesh) -> vaegan_training.VAEGANState:
+                 mesh) -> steps.TrainState:
   """Trains (or resumes) the VAE-GAN `name` on its training rows; returns the final state."""
   v = config.vaegan
   rows = class_rows(ds.y_train, name, v.max_train_images)
   nets = make_nets(config, ds.image_shape)
   tx, train_step = optimizer_and_step(config, nets, name, len(rows))
-  key = jax.random.fold_in(jax.random.key(config.seed), model_index(name, ds.num_classes))
+  key = jax.random.fold_in(jax.random.key(config.seed + config.seeds.model_init),
+                           model_index(name, ds.num_classes))
   state = vaegan_training.init_state(nets, tx, key, ds.image_shape)
   return loop.run_epochs(
       train_step, state, RowSubset(ds.x_train, rows), ds.y_train[rows], epochs=v.epochs,
-      batch_size=v.batch_size, seed=config.seed, workdir=vaegan_dir(workdir, name), mesh=mesh,
+      batch_size=v.batch_size, seed=config.seed + config.seeds.data_order,
+      workdir=vaegan_dir(workdir, name), mesh=mesh,
       checkpoint_every_steps=v.checkpoint_every_steps, log_every_steps=v.log_every_steps,
       desc=f"VAE-GAN {name}")
-
-
-def _call(fn, x):
-  return fn(x)
-
-
-_call_jit = jax.jit(_call)
-
-
-def apply_in_batches(fn, x, batch_size: int, mesh) -> np.ndarray:
-  """fn(rows of x) in batches sharded over `mesh`: codes mu [N, d] for an encode_fn, images for a
-  decode_fn. One compilation serves every model of the same architecture."""
-  return loop.map_batches(_call, (fn,), x, batch_size, mesh)
 
 
 def mean_pair_distance(x: np.ndarray, seed: int = 0) -> float:
@@ -137,18 +136,18 @@ def summarize(ev: vaegan_training.Evaluation, x: np.ndarray) -> dict:
 
 
 def measure_quality(config: ml_collections.ConfigDict, ds: Dataset, name: str,
-                    state: vaegan_training.VAEGANState, train_codes: np.ndarray, mesh) -> dict:
+                    state: steps.TrainState, train_codes: np.ndarray, mesh) -> dict:
   """Quality of VAE-GAN `name` on (up to MAX_QUALITY_IMAGES of) its test images (see
   `summarize`), per class for the class-agnostic one; plus the fraction of training codes with
   every |mu_i| <= 2 (the codes the on-manifold attack keeps)."""
   nets = make_nets(config, ds.image_shape)
   rows = class_rows(ds.y_test, name, MAX_QUALITY_IMAGES)
   x = np.asarray(ds.x_test[rows])
-  ev = loop.map_batches(vaegan_training.make_evaluate(nets), (state.params, state.batch_stats), x,
-                        config.vaegan.eval_batch_size, mesh)
-  ev = vaegan_training.Evaluation(*ev)
+  evaluate = jax.tree_util.Partial(vaegan_training.make_evaluate(nets), state.params,
+                                   state.batch_stats)
+  ev = parallel.map_in_batches(evaluate, (x,), config.vaegan.eval_batch_size, mesh)
   quality = summarize(ev, x)
-  quality["train_codes_within_2"] = float(np.mean(manifold.within_prior(train_codes)))
+  quality["train_codes_within_2"] = float(np.mean(within_prior(train_codes)))
   if name == AGNOSTIC:
     labels = ds.y_test[rows]
     quality["per_class"] = {
@@ -175,38 +174,38 @@ def save_grid(path: str, rows: list[np.ndarray], labels: list[str]) -> None:
   fig.savefig(path, dpi=100)
 
 
-def trained_vaegan(config, ds: Dataset, name: str, state) -> "LearnedManifold":
-  """The encode/decode functions of a trained state (box left None)."""
-  nets = make_nets(config, ds.image_shape)
+def trained_vaegan(config, ds: Dataset, state, box=None) -> "TrainedVAEGAN":
+  """The inference-mode VAE-GAN of a trained state."""
   variables = {n: {"params": state.params[n], "batch_stats": state.batch_stats[n]}
-               for n in vaegan_training.NETWORKS}
-  return LearnedManifold(vaegan_models.make_encode_fn(nets.encoder, variables["encoder"]),
-                         vaegan_models.make_decode_fn(nets.decoder, variables["decoder"]), None)
+               for n in ("encoder", "decoder")}
+  return TrainedVAEGAN(make_nets(config, ds.image_shape), variables, box)
 
 
-def sample_grid(config, ds: Dataset, name: str, vae: "LearnedManifold") -> list[np.ndarray]:
+def sample_grid(config, ds: Dataset, name: str, vae: "TrainedVAEGAN", mesh) -> list[np.ndarray]:
   """[test images, reconstructions dec(mu), prior samples dec(z ~ N(0, I))], GRID_COLUMNS each."""
   x = np.asarray(ds.x_test[class_rows(ds.y_test, name)[:GRID_COLUMNS]])
-  key = jax.random.fold_in(jax.random.key(config.seed), model_index(name, ds.num_classes))
-  z = jax.random.normal(key, (GRID_COLUMNS, config.vaegan.latent_dim))
-  reconstructions = _call_jit(vae.decode_fn, _call_jit(vae.encode_fn, x))
-  return [x, np.asarray(reconstructions), np.asarray(_call_jit(vae.decode_fn, z))]
+  key = jax.random.fold_in(jax.random.key(config.seed + config.seeds.model_init),
+                           model_index(name, ds.num_classes))
+  z = np.asarray(jax.random.normal(key, (GRID_COLUMNS, config.vaegan.latent_dim)))
+  apply = lambda fn, a: parallel.map_in_batches(fn, (a,), GRID_COLUMNS, mesh)
+  return [x, apply(vae.decode_fn, apply(vae.encode_fn, x)), apply(vae.decode_fn, z)]
 
 
 def train_and_measure(config: ml_collections.ConfigDict, ds: Dataset, name: str, workdir: str,
                       mesh) -> dict:
   """Trains (or resumes) VAE-GAN `name`, then writes its latent box, grid and quality."""
   state = train_vaegan(config, ds, name, workdir, mesh)
-  vae = trained_vaegan(config, ds, name, state)
+  vae = trained_vaegan(config, ds, state)
   rows = class_rows(ds.y_train, name, config.vaegan.max_train_images)
-  codes = apply_in_batches(vae.encode_fn, RowSubset(ds.x_train, rows), config.vaegan.eval_batch_size, mesh)
+  codes = parallel.map_in_batches(vae.encode_fn, (RowSubset(ds.x_train, rows),),
+                                  config.vaegan.eval_batch_size, mesh)
   quality = measure_quality(config, ds, name, state, codes, mesh)
+  grid = sample_grid(config, ds, name, vae, mesh)  # On every process: the batches are sharded.
   if jax.process_index() == 0:
     directory = vaegan_dir(workdir, name)
-    lo, hi = manifold.latent_box(codes)
+    lo, hi = latent_box(codes)
     np.savez(os.path.join(directory, BOX_FILE), lo=np.asarray(lo), hi=np.asarray(hi))
-    save_grid(os.path.join(directory, GRID_FILE), sample_grid(config, ds, name, vae),
-              ["test", "reconstruction", "prior sample"])
+    save_grid(os.path.join(directory, GRID_FILE), grid, ["test", "reconstruction", "prior sample"])
     results.write_json_atomic(os.path.join(directory, QUALITY_FILE), quality)
   return quality
 
@@ -239,26 +238,33 @@ def train_all(config: ml_collections.ConfigDict, ds: Dataset, workdir: str, mesh
   return qualities
 
 
-class LearnedManifold(NamedTuple):
-  """One trained VAE-GAN as pure functions (jax.tree_util.Partial, BatchNorm in inference mode;
-  pass them to jitted functions as arguments: one compilation serves every class).
-
-  encode_fn: images [B, H, W, C] -> mu [B, d]; decode_fn: codes [B, d] -> images [B, H, W, C];
-  box: (lo [d], hi [d]), the per-dimension range of the training codes mu.
-  """
-  encode_fn: jax.tree_util.Partial
-  decode_fn: jax.tree_util.Partial
+class TrainedVAEGAN(NamedTuple):
+  """One trained VAE-GAN in inference mode (BatchNorm running statistics): its networks, the
+  variables {"encoder": ..., "decoder": ...} and box (lo [d], hi [d]), the per-dimension range of
+  the training codes mu (None until measured). encode_fn: images [B, H, W, C] -> mu [B, d];
+  decode_fn: codes [B, d] -> images; both jax.tree_util.Partial: pass them to jitted functions
+  as arguments, and one compilation serves every class."""
+  nets: vaegan_models.VAEGAN
+  variables: dict
   box: tuple[jax.Array, jax.Array] | None
 
+  @property
+  def encode_fn(self) -> jax.tree_util.Partial:
+    return vaegan_models.make_encode_fn(self.nets.encoder, self.variables["encoder"])
 
-class LearnedManifolds(NamedTuple):
+  @property
+  def decode_fn(self) -> jax.tree_util.Partial:
+    return vaegan_models.make_decode_fn(self.nets.decoder, self.variables["decoder"])
+
+
+class VAEGANs(NamedTuple):
   """classes[k]: the VAE-GAN of class k; agnostic: the class-agnostic one."""
-  classes: tuple[LearnedManifold, ...]
-  agnostic: LearnedManifold
+  classes: tuple[TrainedVAEGAN, ...]
+  agnostic: TrainedVAEGAN
 
 
 def load_vaegan(config: ml_collections.ConfigDict, workdir: str, ds: Dataset, name: str,
-                mesh=None) -> LearnedManifold:
+                mesh=None) -> TrainedVAEGAN:
   """The finished VAE-GAN `name` ("0", ..., or "all"), its variables replicated over `mesh`
   (default: all devices)."""
   directory = vaegan_dir(workdir, name)
@@ -276,12 +282,12 @@ def load_vaegan(config: ml_collections.ConfigDict, workdir: str, ds: Dataset, na
     ckpt.close()
   with np.load(os.path.join(directory, BOX_FILE)) as box:
     bounds = (jnp.asarray(box["lo"]), jnp.asarray(box["hi"]))
-  return trained_vaegan(config, ds, name, state)._replace(box=bounds)
+  return trained_vaegan(config, ds, state, bounds)
 
 
 def load_vaegans(config: ml_collections.ConfigDict, workdir: str, ds: Dataset,
-                 mesh=None) -> LearnedManifolds:
+                 mesh=None) -> VAEGANs:
   """Every finished VAE-GAN of ds (see `load_vaegan`)."""
-  return LearnedManifolds(
+  return VAEGANs(
       classes=tuple(load_vaegan(config, workdir, ds, str(k), mesh) for k in range(ds.num_classes)),
       agnostic=load_vaegan(config, workdir, ds, AGNOSTIC, mesh))
