@@ -6,6 +6,7 @@ array broadcastable to one row.
 """
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
 
@@ -94,3 +95,47 @@ def at_box_face(x, direction, bounds):
     return jnp.zeros(x.shape, bool)
   lo, hi = bounds
   return ((x >= hi) & (direction > 0)) | ((x <= lo) & (direction < 0))
+
+
+def round_toward(v: jax.Array, centre: jax.Array, dtype) -> jax.Array:
+  """v [N, ...] rounded to the nearest value of `dtype` between centre and v (toward centre).
+
+  v and centre are in a wider float dtype and centre is representable in `dtype`; the result
+  keeps v's dtype, holds values of `dtype`, and |result - centre| <= |v - centre| per coordinate.
+  """
+  if jnp.dtype(dtype) == v.dtype:
+    return v
+  rounded = v.astype(dtype)
+  back = rounded.astype(v.dtype)
+  past = jnp.where(v >= centre, back > v, back < v)
+  return jnp.where(past, jnp.nextafter(rounded, centre.astype(dtype)), rounded).astype(v.dtype)
+
+
+def _within(v, eps, norm: str):
+  """Rows of v [N, ...] whose `norm` stays <= eps under any summation order. [N] bool.
+
+  L-inf involves no sum; for L2 and L1 a float sum of D terms may differ by D ulps between
+  orders (numpy's pairwise sum vs XLA's), so those rows must be below eps * (1 - (D + 2) u).
+  """
+  if norm == "linf":
+    return lp_norm(v, norm) <= eps
+  slack = (_rows(v).shape[1] + 2) * jnp.finfo(v.dtype).eps / 2
+  return lp_norm(v, norm) <= eps * (1 - slack)
+
+
+def feasible_point(x: jax.Array, delta: jax.Array, eps, norm: str, bounds, dtype) -> jax.Array:
+  """The point x + delta made exactly feasible in `dtype`. [N, ...] in x's dtype.
+
+  x [N, ...] holds values of `dtype` inside `bounds`; delta is (nearly) feasible, e.g. from
+  project_perturbation. The result holds values of `dtype`, lies inside `bounds` and between
+  x and x + delta per coordinate, and lp_norm(result - x) <= eps evaluated in x's dtype in any
+  summation order. Rounding (x + delta, then toward x in `dtype`) can overshoot eps by an ulp;
+  such rows retry with delta shrunk by (D + 2) u times 2 and 8, and finally fall back to x.
+  """
+  slack = (_rows(x).shape[1] + 2) * jnp.finfo(x.dtype).eps / 2
+  point, done = x, jnp.zeros(x.shape[0], bool)
+  for shrink in (0.0, 2 * slack, 8 * slack):
+    candidate = round_toward(clip_to_box(x + (1 - shrink) * delta, bounds), x, dtype)
+    take = ~done & _within(candidate - x, eps, norm)
+    point, done = jnp.where(per_row(take, x), candidate, point), done | take
+  return point

@@ -24,12 +24,13 @@ class AttackSpec:
   loss: str = "ce"
   targeted: bool = False
   early_stop: bool = True
-  unroll: bool = False
+  unroll: bool | str = "auto"
+  max_rows: int | None = None
 
   def replace(self, **changes) -> "AttackSpec":
     """A copy with `changes` applied."""
     return dataclasses.replace(self, **changes)
 
-  def options(self) -> dict:
+  def options(self) -> dict[str, object]:
     """The spec as keyword arguments of `pgd` / `latent_pgd`."""
     return dataclasses.asdict(self)

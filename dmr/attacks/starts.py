@@ -62,12 +62,13 @@ _STARTS = {"uniform": uniform_in_ball, "paper": paper_start, "zero": zero_start}
 INITS = tuple(_STARTS)
 
 
-def restart_perturbations(key, shape, eps, norm: str, init: str, restarts: int,
-                          dtype=jnp.float32):
-  """Starting perturbations of all restarts, [R, N, ...].
+def restart_perturbations(key: jax.Array, shape: tuple[int, ...], eps, norm: str, init: str,
+                          restarts: int, dtype=jnp.float32, first=0) -> jax.Array:
+  """Starting perturbations of restarts first, ..., first + restarts - 1, [R, N, ...].
 
   Restart r draws from fold_in(key, r), so the first restarts of a run with more restarts
-  are exactly those of a run with fewer.
+  are exactly those of a run with fewer, and a chunk of restarts (first > 0) draws exactly
+  what one call with all restarts draws for them.
   """
   start = lambda r: _STARTS[init](jax.random.fold_in(key, r), shape, eps, norm, dtype)
-  return jax.lax.map(start, jnp.arange(restarts))  # a loop: cheaper to compile than vmap here
+  return jax.lax.map(start, first + jnp.arange(restarts))  # a loop: cheaper to compile than vmap
