@@ -31,6 +31,17 @@ def _decode_then_classify(decode_fn, logits_fn, batch: int, z):
   return logits_fn(images.reshape((-1,) + images.shape[2:]))
 
 
+def _decode_then_logits(decode_fn, logits_fn, z):
+  return logits_fn(decode_fn(z))
+
+
+def _codes_to_logits(decode_fn, logits_fn) -> Callable[[jax.Array], jax.Array]:
+  """z [B, d] -> logits_fn(decode_fn(z)); a reusable Partial when both functions are."""
+  if projected_gradient.is_reusable(decode_fn) and projected_gradient.is_reusable(logits_fn):
+    return jax.tree_util.Partial(_decode_then_logits, decode_fn, logits_fn)
+  return lambda z: logits_fn(decode_fn(z))
+
+
 def _latent_attack(decode_fn, logits_fn, z, y, key, eps, step_size, box, spec):
   """The traced attack behind `latent_pgd`; success is re-judged on decode_fn(z_adv) afresh."""
   classify = jax.tree_util.Partial(_decode_then_classify, decode_fn, logits_fn, z.shape[0])
@@ -80,9 +91,9 @@ def latent_pgd(decode_fn: Callable[[jax.Array], jax.Array],
                                           targeted, early_stop, unroll, max_rows)
   projected_gradient.validate_attack(spec, key, eps, step_size, z, y, box, "z", "box")
   validation.check_y_true(y_true, y, targeted)
-  projected_gradient.check_model(lambda codes: logits_fn(decode_fn(codes)), z, y, y_true,
-                                 targeted)
-  spec = dataclasses.replace(spec, unroll=projected_gradient.resolve_unroll(unroll))
+  model = projected_gradient.inspect_model(_codes_to_logits(decode_fn, logits_fn), z)
+  projected_gradient.check_model(model, z, y, y_true, targeted)
+  spec = dataclasses.replace(spec, unroll=projected_gradient.resolve_unroll(unroll, model))
   step_size = projected_gradient.resolve_step_size(step_size, eps, spec)
   return projected_gradient.run_compiled(_latent_attack, (decode_fn, logits_fn), z, y, key, eps,
                                          step_size, box, spec=spec)

@@ -8,7 +8,7 @@ per row the iterate to return:
 The loop ends early once every row has succeeded (early_stop=True only). unroll=True replaces it
 by a fully unrolled loop: XLA:CPU compiles convolutions inside loop bodies to a slow generic
 kernel (jax-ml/jax#12868), so on CPU unrolling makes conv models several times faster, at a
-compile time that grows with the steps; unroll="auto" unrolls on CPU only. With max_rows, the
+compile time that grows with the steps; unroll="auto" unrolls conv models on CPU only. With max_rows, the
 restarts run in chunks of at most max_rows rows (a lax.map over chunks).
 
 The attack computes in float32 (or wider) whatever the input dtype; every iterate it evaluates
@@ -23,6 +23,7 @@ import inspect
 from typing import Any, Callable, NamedTuple
 
 import jax
+import jax.extend
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -262,13 +263,6 @@ def resolve_step_size(step_size, eps, spec: StaticOptions):
   return step_size
 
 
-def resolve_unroll(unroll: bool | str) -> bool:
-  """unroll="auto": True on CPU (XLA:CPU loop bodies run convolutions slowly), else False."""
-  if unroll == "auto":
-    return jax.default_backend() == "cpu"
-  return unroll
-
-
 def validate_attack(spec: StaticOptions, key, eps, step_size, x, y, bounds, what: str,
                     box_name: str) -> None:
   """All checks shared by `pgd` and `latent_pgd` that need no model, before tracing."""
@@ -281,18 +275,54 @@ def validate_attack(spec: StaticOptions, key, eps, step_size, x, y, bounds, what
   validation.check_inputs(x, bounds, what, box_name)
 
 
-def check_model(logits_fn: LogitsFn, x, y, y_true, targeted: bool) -> None:
-  """Checks that need the model's output shape (one abstract evaluation, no compilation):
-  logits [B, K], and when concrete, labels in [0, K) and targets different from y_true."""
-  if not validation.is_concrete(y, y_true):
-    return
-  logits = jax.eval_shape(logits_fn, jax.ShapeDtypeStruct(np.shape(x), jnp.result_type(x)))
+_apply = jax.jit(lambda fn, x: fn(x))
+
+
+class ModelInfo(NamedTuple):
+  """What an abstract evaluation of logits_fn on x tells: its output and whether it convolves."""
+  logits: jax.ShapeDtypeStruct
+  convolves: bool
+
+
+def _primitive_names(jaxpr) -> set[str]:
+  names = set()
+  for eqn in jaxpr.eqns:
+    names.add(eqn.primitive.name)
+    for inner in jax.extend.core.jaxprs_in_params(eqn.params):
+      names |= _primitive_names(inner)
+  return names
+
+
+def inspect_model(fn: Callable, x) -> ModelInfo:
+  """Abstract evaluation of fn on x's shape and dtype (no compilation): cached for a reusable
+  fn, so new params add no trace; traced afresh for any other fn."""
+  like = jax.ShapeDtypeStruct(np.shape(x), jnp.result_type(x))
+  traced = _apply.trace(fn, like) if is_reusable(fn) else jax.jit(fn).trace(like)
+  convolves = "conv_general_dilated" in _primitive_names(traced.jaxpr.jaxpr)
+  logits = traced.jaxpr.out_avals[0]
+  return ModelInfo(jax.ShapeDtypeStruct(logits.shape, logits.dtype), convolves)
+
+
+def check_model(model: ModelInfo, x, y, y_true, targeted: bool) -> None:
+  """Checks that need the model's output: logits [B, K], and when concrete, labels in [0, K)
+  and targets different from y_true."""
+  logits = model.logits
   if len(logits.shape) != 2 or logits.shape[0] != np.shape(x)[0] or logits.shape[1] < 2:
     raise ValueError(f"logits_fn must map a batch of {np.shape(x)[0]} inputs to logits [B, K] "
                      f"with K >= 2 classes, got shape {logits.shape}.")
+  if not validation.is_concrete(y, y_true):
+    return
   validation.check_label_values(y, logits.shape[1], "targets y" if targeted else "labels y")
   if y_true is not None:
     validation.check_targets(y, y_true, targeted)
+
+
+def resolve_unroll(unroll: bool | str, model: ModelInfo) -> bool:
+  """unroll="auto": True on CPU for a model with convolutions (XLA:CPU runs them slowly inside
+  loop bodies, jax-ml/jax#12868), else False (an unrolled loop only costs compile time)."""
+  if unroll == "auto":
+    return jax.default_backend() == "cpu" and model.convolves
+  return unroll
 
 
 def pgd(logits_fn: LogitsFn, x: jax.Array, y: jax.Array, *, key: jax.Array, eps: float,
@@ -339,7 +369,7 @@ def pgd(logits_fn: LogitsFn, x: jax.Array, y: jax.Array, *, key: jax.Array, eps:
       training).
     unroll: True unrolls the step loop (no early exit; compile time grows with steps), several
       times faster for conv models on XLA:CPU; False keeps a lax.while_loop (best on GPU/TPU);
-      "auto" (default): True on CPU, False elsewhere.
+      "auto" (default): True on CPU when logits_fn has convolutions, else False.
     max_rows: None runs all B * restarts rows at once; an int runs the restarts in sequential
       chunks of at most max_rows rows (at least one restart per chunk) to bound memory. The
       result is the same.
@@ -357,7 +387,8 @@ def pgd(logits_fn: LogitsFn, x: jax.Array, y: jax.Array, *, key: jax.Array, eps:
                        unroll, max_rows)
   validate_attack(spec, key, eps, step_size, x, y, bounds, "x", "bounds")
   validation.check_y_true(y_true, y, targeted)
-  check_model(logits_fn, x, y, y_true, targeted)
-  spec = dataclasses.replace(spec, unroll=resolve_unroll(unroll))
+  model = inspect_model(logits_fn, x)
+  check_model(model, x, y, y_true, targeted)
+  spec = dataclasses.replace(spec, unroll=resolve_unroll(unroll, model))
   step_size = resolve_step_size(step_size, eps, spec)
   return run_compiled(attack, (logits_fn,), x, y, key, eps, step_size, bounds, spec=spec)
