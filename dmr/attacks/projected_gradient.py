@@ -31,7 +31,7 @@ import optax
 from dmr.attacks import losses, optimizers, projections, starts, validation
 
 LogitsFn = Callable[[jax.Array], jax.Array]
-Bounds = tuple[Any, Any] | None
+Bounds = projections.Bounds
 
 
 class AttackResult(NamedTuple):
@@ -168,6 +168,15 @@ def _attack_restarts(logits_fn, x, y, key, eps, step_size, bounds, dtype, first:
   return _optimize(logits_fn, rows_x, rows_y, start, eps, step_size, bounds, dtype, spec)
 
 
+def _merge_chunks(v, batch: int, restarts: int):
+  """Chunks [C, B * chunk, ...] (row b * chunk + j: restart c * chunk + j) -> the rows
+  [B * restarts, ...] of one call (row b * restarts + r), dropping restarts beyond `restarts`."""
+  chunks, rows = v.shape[:2]
+  v = v.reshape((chunks, batch, rows // batch) + v.shape[2:])
+  v = jnp.moveaxis(v, 0, 1).reshape((batch, rows // batch * chunks) + v.shape[3:])
+  return v[:, :restarts].reshape((batch * restarts,) + v.shape[2:])
+
+
 def attack(logits_fn, x, y, key, eps, step_size, bounds, spec: StaticOptions) -> AttackResult:
   """The traced attack behind `pgd` (no validation; step_size and unroll already resolved).
 
@@ -186,11 +195,8 @@ def attack(logits_fn, x, y, key, eps, step_size, bounds, spec: StaticOptions) ->
     best = run(0)
   else:
     chunks = -(-spec.restarts // chunk)
-    parts = jax.lax.map(run, chunk * jnp.arange(chunks))   # [C, B * chunk] rows
-    best = jax.tree.map(
-        lambda v: jnp.moveaxis(v.reshape((chunks, batch, chunk) + v.shape[2:]), 0, 1).reshape(
-            (batch, chunks * chunk) + v.shape[2:])[:, :spec.restarts].reshape(
-                (batch * spec.restarts,) + v.shape[2:]), parts)
+    parts = jax.lax.map(run, chunk * jnp.arange(chunks))
+    best = jax.tree.map(lambda v: _merge_chunks(v, batch, spec.restarts), parts)
   x_adv, loss, success_per_restart = _strongest_restart(best, batch, spec.restarts)
   x_adv = x_adv.astype(dtype)
   success = losses.fools(logits_fn, x_adv, y, spec.targeted)
@@ -199,14 +205,10 @@ def attack(logits_fn, x, y, key, eps, step_size, bounds, spec: StaticOptions) ->
 
 
 def _holds_arrays(value) -> bool:
-  """value has arrays among its pytree leaves or, one level down, its attributes."""
-  leaves = jax.tree_util.tree_leaves(value)
-  if leaves != [value]:
-    return any(isinstance(leaf, (jax.Array, np.ndarray)) for leaf in leaves)
-  if isinstance(value, (jax.Array, np.ndarray)):
-    return True
-  return any(_holds_arrays(v) for v in getattr(value, "__dict__", {}).values()
-             if not callable(v) or isinstance(v, (jax.Array, np.ndarray)))
+  """Arrays among the pytree leaves of value or of its attributes (one level down)."""
+  attributes = list(getattr(value, "__dict__", {}).values())
+  leaves = jax.tree_util.tree_leaves([value, attributes])
+  return any(isinstance(leaf, (jax.Array, np.ndarray)) for leaf in leaves)
 
 
 def is_reusable(fn) -> bool:

@@ -6,8 +6,12 @@ array broadcastable to one row.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
+
+Bounds = tuple[Any, Any] | None  # (lo, hi), each a scalar or an array broadcastable to a row
 
 
 def _rows(v):
@@ -15,7 +19,7 @@ def _rows(v):
   return v.reshape((v.shape[0], -1))
 
 
-def per_row(s, like):
+def per_row(s: jax.Array, like: jax.Array) -> jax.Array:
   """Per-row values s [N] -> [N, 1, ..., 1], broadcastable against `like` [N, ...]."""
   return s.reshape((-1,) + (1,) * (like.ndim - 1))
 
@@ -28,24 +32,24 @@ _ROW_NORMS = {
 NORMS = tuple(_ROW_NORMS)
 
 
-def lp_norm(v, norm: str):
+def lp_norm(v: jax.Array, norm: str) -> jax.Array:
   """The `norm` ("linf" | "l2" | "l1") of each row of v [N, ...]. Returns [N]."""
   return _ROW_NORMS[norm](_rows(v))
 
 
-def project_linf(v, eps):
+def project_linf(v: jax.Array, eps) -> jax.Array:
   """Euclidean projection of each row of v [N, ...] onto {||.||_inf <= eps}."""
   return jnp.clip(v, -eps, eps)
 
 
-def project_l2(v, eps):
+def project_l2(v: jax.Array, eps) -> jax.Array:
   """Euclidean projection of each row of v [N, ...] onto {||.||_2 <= eps}."""
   norm = lp_norm(v, "l2")
   scale = jnp.minimum(1.0, eps / jnp.maximum(norm, jnp.finfo(v.dtype).tiny))
   return v * per_row(scale, v)
 
 
-def project_l1(v, eps):
+def project_l1(v: jax.Array, eps) -> jax.Array:
   """Euclidean projection of each row of v [N, ...] onto {||.||_1 <= eps}.
 
   The sort-based algorithm of Duchi et al. (2008): soft-threshold |v| at the theta that makes the
@@ -63,12 +67,12 @@ def project_l1(v, eps):
   return jnp.where(inside, flat, projected).reshape(v.shape)
 
 
-def project_ball(v, eps, norm: str):
+def project_ball(v: jax.Array, eps, norm: str) -> jax.Array:
   """Euclidean projection of each row of v [N, ...] onto the `norm` ball of radius eps."""
   return {"linf": project_linf, "l2": project_l2, "l1": project_l1}[norm](v, eps)
 
 
-def clip_to_box(x, bounds):
+def clip_to_box(x: jax.Array, bounds: Bounds) -> jax.Array:
   """x clipped into the box bounds = (lo, hi); x unchanged when bounds is None."""
   if bounds is None:
     return x
@@ -76,7 +80,8 @@ def clip_to_box(x, bounds):
   return jnp.clip(x, lo, hi)
 
 
-def project_perturbation(delta, x, eps, norm: str, bounds, rounds: int = 1):
+def project_perturbation(delta: jax.Array, x: jax.Array, eps, norm: str, bounds: Bounds,
+                         rounds: int = 1) -> jax.Array:
   """Makes x + delta feasible: ||delta|| <= eps and x + delta inside `bounds`. [N, ...].
 
   Alternates `rounds` times the eps-ball projection and the box clip (the paper's optimizer uses
@@ -89,7 +94,7 @@ def project_perturbation(delta, x, eps, norm: str, bounds, rounds: int = 1):
   return delta
 
 
-def at_box_face(x, direction, bounds):
+def at_box_face(x: jax.Array, direction: jax.Array, bounds: Bounds) -> jax.Array:
   """True [N, ...] where x sits on a face of the box and `direction` points out of it."""
   if bounds is None:
     return jnp.zeros(x.shape, bool)
@@ -123,7 +128,8 @@ def _within(v, eps, norm: str):
   return lp_norm(v, norm) <= eps * (1 - slack)
 
 
-def feasible_point(x: jax.Array, delta: jax.Array, eps, norm: str, bounds, dtype) -> jax.Array:
+def feasible_point(x: jax.Array, delta: jax.Array, eps, norm: str, bounds: Bounds,
+                   dtype) -> jax.Array:
   """The point x + delta made exactly feasible in `dtype`. [N, ...] in x's dtype.
 
   x [N, ...] holds values of `dtype` inside `bounds`; delta is (nearly) feasible, e.g. from
