@@ -25,7 +25,7 @@ def finite_or_zero(values: jax.Array) -> jax.Array:
   return jnp.where(jnp.isfinite(values), values, jnp.zeros_like(values))
 
 
-def default_step_size(eps, optimizer: str, steps: int):
+def default_step_size(eps, optimizer: str, steps: int) -> float | jax.Array:
   """sign: 2.5 * eps / steps for every norm (Madry et al., the robustness library), so the
   iterates can cross the ball and back; adam: 0.005 for every norm, the paper's learning rate
   (it moves each coordinate by about 0.005 per step, independent of eps)."""
@@ -34,7 +34,7 @@ def default_step_size(eps, optimizer: str, steps: int):
   return 2.5 * eps / steps
 
 
-def sparse_l1_direction(grad, movable):
+def sparse_l1_direction(grad: jax.Array, movable: jax.Array) -> jax.Array:
   """Unit-L1 steepest-ascent direction restricted to the top 5% of |grad|. [N, ...].
 
   Each row moves sign(grad) on its k = ceil(D / 20) largest-|grad| coordinates among
@@ -49,7 +49,7 @@ def sparse_l1_direction(grad, movable):
   return (jnp.sign(flat) * chosen / count).reshape(grad.shape)
 
 
-def steepest_ascent(grad, norm: str, movable=None):
+def steepest_ascent(grad: jax.Array, norm: str, movable: jax.Array | None = None) -> jax.Array:
   """The unit-`norm` direction of steepest ascent for gradient [N, ...] (sparse for L1).
 
   movable: bool [N, ...] of coordinates free to move (L1 only); None means all.

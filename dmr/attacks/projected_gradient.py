@@ -8,8 +8,8 @@ per row the iterate to return:
 The loop ends early once every row has succeeded (early_stop=True only). unroll=True replaces it
 by a fully unrolled loop: XLA:CPU compiles convolutions inside loop bodies to a slow generic
 kernel (jax-ml/jax#12868), so on CPU unrolling makes conv models several times faster, at a
-compile time that grows with the steps; unroll="auto" unrolls conv models on CPU only. With max_rows, the
-restarts run in chunks of at most max_rows rows (a lax.map over chunks).
+compile time that grows with the steps; unroll="auto" unrolls conv models on CPU only. With
+max_rows, the restarts run in chunks of at most max_rows rows (a lax.map over chunks).
 
 The attack computes in float32 (or wider) whatever the input dtype; every iterate it evaluates
 is a value of the input dtype inside the box and the ball (projections.feasible_point), so the

@@ -13,7 +13,8 @@ import dataclasses
 
 @dataclasses.dataclass(frozen=True)
 class AttackSpec:
-  """Options of `pgd` / `latent_pgd` (see `pgd` for the meaning of each)."""
+  """Options of `pgd` / `latent_pgd` (see `pgd` for the meaning of each); unroll "auto"
+  unrolls the step loop for conv models on CPU, max_rows None runs all restarts at once."""
   eps: float
   norm: str = "linf"
   steps: int = 40
