@@ -1,6 +1,18 @@
 """dmr: Disentangling adversarial robustness and generalization, in JAX."""
 import setuptools
 
+EXPERIMENTS = [
+    "flax>=0.10",
+    "orbax-checkpoint>=0.11",
+    "tensorflow-datasets>=4.9.7",
+    "chex>=0.1.88",
+    "ml-collections>=1.0",
+    "absl-py",
+    "tqdm",
+    "matplotlib",
+    "pillow",
+]
+
 setuptools.setup(
     name="dmr",
     version="0.1.0",
@@ -8,24 +20,15 @@ setuptools.setup(
                  "and Generalization' (CVPR 2019) in JAX, with a JAX attack library."),
     packages=setuptools.find_packages(include=["dmr", "dmr.*"]),
     python_requires=">=3.11",
-    install_requires=[
-        "jax>=0.7",
-        "flax>=0.10",
-        "optax>=0.2.4",
-        "orbax-checkpoint>=0.11",
-        "tensorflow-datasets>=4.9.7",
-        "chex>=0.1.88",
-        "ml-collections>=1.0",
-        "absl-py",
-        "numpy",
-        "tqdm",
-        "matplotlib",
-        "pillow",
-    ],
+    # `pip install dmr` is the attack library alone (dmr.attacks needs only these);
+    # the reproduction (python -m dmr.main, the notebooks) needs the `experiments` extra.
+    install_requires=["jax>=0.7", "optax>=0.2.4", "numpy"],
     extras_require={
-        "dev": ["pytest", "pytest-timeout", "nbformat", "nbclient", "ipykernel"],
+        "experiments": EXPERIMENTS,
+        "dev": EXPERIMENTS + ["pytest", "pytest-timeout", "nbformat", "nbclient", "ipykernel",
+                              "equinox"],
         "bench": ["torch>=2.3"],
-        "cuda": ["jax[cuda12]"],
-        "tpu": ["jax[tpu]"],
+        "cuda": EXPERIMENTS + ["jax[cuda12]"],
+        "tpu": EXPERIMENTS + ["jax[tpu]"],
     },
 )

@@ -4,16 +4,19 @@ All functions take logits [N, K] and integer labels [N] and return [N].
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import jax
 import jax.numpy as jnp
 
-def cross_entropy(logits, labels):
+
+def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
   """-log softmax(logits)[label]. [N]."""
   true_logit = jnp.take_along_axis(logits, labels[:, None], axis=1)[:, 0]
   return jax.nn.logsumexp(logits, axis=1) - true_logit
 
 
-def margin(logits, labels):
+def margin(logits: jax.Array, labels: jax.Array) -> jax.Array:
   """max over other classes minus the label's logit; > 0 iff the label is not predicted. [N]."""
   true_logit = jnp.take_along_axis(logits, labels[:, None], axis=1)[:, 0]
   others = jnp.where(jax.nn.one_hot(labels, logits.shape[1], dtype=bool), -jnp.inf, logits)
@@ -24,7 +27,7 @@ _LOSSES = {"ce": cross_entropy, "margin": margin}
 LOSSES = tuple(_LOSSES)
 
 
-def attack_loss(logits, labels, loss: str, targeted: bool):
+def attack_loss(logits: jax.Array, labels: jax.Array, loss: str, targeted: bool) -> jax.Array:
   """The objective an attack maximizes. [N].
 
   Untargeted: `loss` ("ce" | "margin") of the true label. Targeted (labels are targets): the
@@ -34,7 +37,20 @@ def attack_loss(logits, labels, loss: str, targeted: bool):
   return -value if targeted else value
 
 
-def is_success(logits, labels, targeted: bool):
-  """Untargeted: the prediction differs from the label; targeted: it equals the target. [N] bool."""
+def is_success(logits: jax.Array, labels: jax.Array, targeted: bool) -> jax.Array:
+  """Untargeted: the prediction differs from the label; targeted: it equals the target. [N] bool.
+
+  Never a success when a row's logits are not all finite (argmax of NaN means nothing) or its
+  label lies outside [0, K).
+  """
   hit = jnp.argmax(logits, axis=1) == labels
-  return hit if targeted else ~hit
+  valid = jnp.all(jnp.isfinite(logits), axis=1) & (labels >= 0) & (labels < logits.shape[1])
+  return valid & (hit if targeted else ~hit)
+
+
+def fools(logits_fn: Callable[[jax.Array], jax.Array], x_adv: jax.Array, labels: jax.Array,
+          targeted: bool = False) -> jax.Array:
+  """The success of x_adv [N, ...] judged afresh: a new forward pass of logits_fn on x_adv
+  (finite, as given, in its own dtype), finite logits, and is_success. [N] bool."""
+  finite = jnp.all(jnp.isfinite(x_adv.reshape((x_adv.shape[0], -1))), axis=1)
+  return finite & is_success(logits_fn(x_adv), labels, targeted)

@@ -3,7 +3,9 @@
 "sign": Madry et al.'s PGD, step_size times the steepest-ascent direction of the norm.
 "adam": the paper's optimizer, Adam with learning rate step_size on the perturbation.
 Both take the extra keyword arguments x_adv and bounds (the current point and the box) so the
-L1 step can skip coordinates that sit on a face of the box.
+L1 step can skip coordinates that sit on a face of the box. Both zero every non-finite gradient
+coordinate and every non-finite update coordinate (`finite_or_zero`): a NaN or inf gradient
+(e.g. sqrt preprocessing at 0) is a zero step there, never a NaN iterate.
 """
 from __future__ import annotations
 
@@ -18,7 +20,12 @@ from dmr.attacks import projections
 L1_STEP_SHARE = 20
 
 
-def default_step_size(eps, optimizer: str, steps: int):
+def finite_or_zero(values: jax.Array) -> jax.Array:
+  """values with every NaN and +-inf replaced by 0 (a zero step on that coordinate)."""
+  return jnp.where(jnp.isfinite(values), values, jnp.zeros_like(values))
+
+
+def default_step_size(eps, optimizer: str, steps: int) -> float | jax.Array:
   """sign: 2.5 * eps / steps for every norm (Madry et al., the robustness library), so the
   iterates can cross the ball and back; adam: 0.005 for every norm, the paper's learning rate
   (it moves each coordinate by about 0.005 per step, independent of eps)."""
@@ -27,7 +34,7 @@ def default_step_size(eps, optimizer: str, steps: int):
   return 2.5 * eps / steps
 
 
-def sparse_l1_direction(grad, movable):
+def sparse_l1_direction(grad: jax.Array, movable: jax.Array) -> jax.Array:
   """Unit-L1 steepest-ascent direction restricted to the top 5% of |grad|. [N, ...].
 
   Each row moves sign(grad) on its k = ceil(D / 20) largest-|grad| coordinates among
@@ -42,34 +49,40 @@ def sparse_l1_direction(grad, movable):
   return (jnp.sign(flat) * chosen / count).reshape(grad.shape)
 
 
-def steepest_ascent(grad, norm: str, movable=None):
+def steepest_ascent(grad: jax.Array, norm: str, movable: jax.Array | None = None) -> jax.Array:
   """The unit-`norm` direction of steepest ascent for gradient [N, ...] (sparse for L1).
 
   movable: bool [N, ...] of coordinates free to move (L1 only); None means all.
   """
   if norm == "linf":
     return jnp.sign(grad)
-  if norm == "l2":
+  if norm == "l2":  # Scaled by the largest |g_i| first, so sum(g * g) cannot overflow.
+    tiny = jnp.finfo(grad.dtype).tiny
+    grad = grad / jnp.maximum(projections.per_row(projections.lp_norm(grad, "linf"), grad), tiny)
     length = projections.per_row(projections.lp_norm(grad, "l2"), grad)
-    return grad / jnp.maximum(length, jnp.finfo(grad.dtype).tiny)
+    return grad / jnp.maximum(length, tiny)
   return sparse_l1_direction(grad, jnp.ones(grad.shape, bool) if movable is None else movable)
 
 
 def sign_ascent(norm: str, step_size) -> optax.GradientTransformationExtraArgs:
-  """Update = step_size * steepest_ascent(grad); L1 ignores coordinates pushed into the box."""
+  """Update = step_size * steepest_ascent(grad); L1 ignores coordinates pushed into the box.
+  Non-finite gradient coordinates do not move."""
 
   def update(grad, state, params=None, *, x_adv, bounds):
     del params
+    grad = finite_or_zero(grad)
     movable = ~projections.at_box_face(x_adv, grad, bounds) if norm == "l1" else None
-    return step_size * steepest_ascent(grad, norm, movable), state
+    return finite_or_zero(step_size * steepest_ascent(grad, norm, movable)), state
 
   return optax.GradientTransformationExtraArgs(lambda params: optax.EmptyState(), update)
 
 
 def adam_ascent(norm: str, step_size) -> optax.GradientTransformationExtraArgs:
-  """optax.adam with learning rate step_size on the negated gradient (it ignores the norm)."""
+  """optax.adam with learning rate step_size on the negated gradient (it ignores the norm).
+  Non-finite gradient coordinates enter Adam as 0; non-finite updates are dropped."""
   del norm
-  return optax.chain(optax.scale(-1.0), optax.adam(step_size))
+  sanitize = optax.stateless(lambda updates, params: jax.tree.map(finite_or_zero, updates))
+  return optax.chain(sanitize, optax.scale(-1.0), optax.adam(step_size), sanitize)
 
 
 _OPTIMIZERS = {"sign": sign_ascent, "adam": adam_ascent}

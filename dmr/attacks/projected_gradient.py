@@ -8,24 +8,37 @@ per row the iterate to return:
 The loop ends early once every row has succeeded (early_stop=True only). unroll=True replaces it
 by a fully unrolled loop: XLA:CPU compiles convolutions inside loop bodies to a slow generic
 kernel (jax-ml/jax#12868), so on CPU unrolling makes conv models several times faster, at a
-compile time that grows with the steps.
+compile time that grows with the steps; unroll="auto" unrolls conv models on CPU only. With
+max_rows, the restarts run in chunks of at most max_rows rows (a lax.map over chunks).
+
+The attack computes in float32 (or wider) whatever the input dtype; every iterate it evaluates
+is a value of the input dtype inside the box and the ball (projections.feasible_point), so the
+returned x_adv is exact in that dtype. `success` is judged afresh on the returned x_adv.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple
+import functools
+import inspect
+from typing import Any, Callable, NamedTuple
 
 import jax
+import jax.extend
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from dmr.attacks import losses, optimizers, projections, starts, validation
 
+LogitsFn = Callable[[jax.Array], jax.Array]
+Bounds = projections.Bounds
+
 
 class AttackResult(NamedTuple):
-  """x_adv [B, ...]: per input the strongest example over restarts; success [B] bool: some
-  restart fooled the model; success_per_restart [R, B] bool, judged on each restart's returned
-  iterate; loss [B]: the attack loss at x_adv."""
+  """x_adv [B, ...] in the input dtype: per input the restart to return (a successful one when
+  any restart succeeded, ties broken by the highest loss; else the highest loss); success [B]
+  bool: a fresh forward pass of logits_fn on this x_adv is finite and fooled; success_per_restart
+  [R, B] bool, judged on each restart's returned iterate; loss [B]: the attack loss at x_adv."""
   x_adv: jax.Array
   success: jax.Array
   success_per_restart: jax.Array
@@ -33,8 +46,9 @@ class AttackResult(NamedTuple):
 
 
 @dataclasses.dataclass(frozen=True)
-class AttackSpec:
-  """The static (compile-time) options of an attack; see `pgd`."""
+class StaticOptions:
+  """The compile-time options of an attack (a jit static argument); see `pgd`. unroll is a bool
+  here ("auto" is resolved before), max_rows None or an int."""
   norm: str = "linf"
   steps: int = 40
   optimizer: str = "sign"
@@ -43,7 +57,8 @@ class AttackSpec:
   loss: str = "ce"
   targeted: bool = False
   early_stop: bool = True
-  unroll: bool = False
+  unroll: bool | str = "auto"
+  max_rows: int | None = None
 
 
 class _Best(NamedTuple):
@@ -51,6 +66,11 @@ class _Best(NamedTuple):
   x_adv: jax.Array
   loss: jax.Array
   success: jax.Array
+
+
+def compute_dtype(dtype) -> jnp.dtype:
+  """The dtype an attack on inputs of `dtype` computes in: float32, or the input's if wider."""
+  return jnp.promote_types(dtype, jnp.float32)
 
 
 def _keep_better(best: _Best, x_adv, loss, success, early_stop: bool) -> _Best:
@@ -62,27 +82,31 @@ def _keep_better(best: _Best, x_adv, loss, success, early_stop: bool) -> _Best:
                jnp.where(better, loss, best.loss), jnp.where(better, success, best.success))
 
 
-def _objective(logits_fn, y, spec: AttackSpec):
-  """x_adv [N, ...] -> (summed attack loss, (loss [N], success [N])), for value_and_grad."""
+def _objective(logits_fn, y, dtype, spec: StaticOptions):
+  """x_adv [N, ...] -> (summed attack loss, (loss [N], success [N])), for value_and_grad.
+  The model sees x_adv in the input dtype; a non-finite loss counts as -inf."""
 
   def objective(x_adv):
-    logits = logits_fn(x_adv)
+    logits = logits_fn(x_adv.astype(dtype))
     validation.check_logits(logits, y)
-    loss = losses.attack_loss(logits, y, spec.loss, spec.targeted).astype(jnp.float32)
-    return jnp.sum(loss), (loss, losses.is_success(logits, y, spec.targeted))
+    loss = losses.attack_loss(logits, y, spec.loss, spec.targeted).astype(x_adv.dtype)
+    loss = jnp.where(jnp.isfinite(loss), loss, -jnp.inf)
+    return jnp.sum(jnp.where(jnp.isfinite(loss), loss, 0.0)), (
+        loss, losses.is_success(logits, y, spec.targeted))
 
   return objective
 
 
-def _optimize(logits_fn, x, y, delta, eps, step_size, bounds, spec: AttackSpec) -> _Best:
-  """Runs one attack per row of x [N, ...] from the perturbation delta [N, ...]."""
+def _optimize(logits_fn, x, y, delta, eps, step_size, bounds, dtype,
+              spec: StaticOptions) -> _Best:
+  """Runs one attack per row of x [N, ...] (float32, values of `dtype`) from delta [N, ...]."""
   optimizer = optimizers.make_optimizer(spec.optimizer, spec.norm, step_size)
   rounds = optimizers.projection_rounds(spec.optimizer)
-  objective = _objective(logits_fn, y, spec)
+  objective = _objective(logits_fn, y, dtype, spec)
 
   def feasible(delta):
     delta = projections.project_perturbation(delta, x, eps, spec.norm, bounds, rounds)
-    return delta, projections.clip_to_box(x + delta, bounds)
+    return delta, projections.feasible_point(x, delta, eps, spec.norm, bounds, dtype)
 
   def running(carry):
     t, _, _, best = carry
@@ -99,7 +123,7 @@ def _optimize(logits_fn, x, y, delta, eps, step_size, bounds, spec: AttackSpec) 
     return t + 1, optax.apply_updates(delta, updates), opt_state, best
 
   n = x.shape[0]
-  best = _Best(x, jnp.full((n,), -jnp.inf), jnp.zeros((n,), bool))
+  best = _Best(x, jnp.full((n,), -jnp.inf, x.dtype), jnp.zeros((n,), bool))
   carry = (jnp.zeros((), jnp.int32), delta, optimizer.init(delta), best)
   if spec.unroll:
     carry = jax.lax.fori_loop(0, spec.steps, lambda _, carry: step(carry), carry, unroll=True)
@@ -111,63 +135,139 @@ def _optimize(logits_fn, x, y, delta, eps, step_size, bounds, spec: AttackSpec) 
   return _keep_better(best, x_adv, loss, success, spec.early_stop)
 
 
-def _strongest_restart(best: _Best, batch: int, restarts: int, early_stop: bool) -> AttackResult:
-  """Per input, the restart to return: [B * R] rows -> AttackResult with B inputs.
-
-  early_stop=True prefers successful restarts (ties: highest loss); early_stop=False takes the
-  highest loss.
-  """
+def _strongest_restart(best: _Best, batch: int, restarts: int):
+  """Per input, the restart to return: [B * R] rows -> (x_adv [B, ...], loss [B],
+  success_per_restart [R, B]). A successful restart when there is one (ties: the highest loss),
+  else the highest loss."""
   loss = best.loss.reshape(batch, restarts)
   success = best.success.reshape(batch, restarts)
-  score = loss
-  if early_stop:
-    score = jnp.where(jnp.any(success, axis=1, keepdims=True),
-                      jnp.where(success, loss, -jnp.inf), loss)
+  score = jnp.where(jnp.any(success, axis=1, keepdims=True),
+                    jnp.where(success, loss, -jnp.inf), loss)
   pick = jnp.argmax(score, axis=1)
   x_adv = best.x_adv.reshape((batch, restarts) + best.x_adv.shape[1:])
   x_adv = jnp.take_along_axis(x_adv, projections.per_row(pick, x_adv), axis=1)
-  return AttackResult(x_adv=x_adv[:, 0], success=jnp.any(success, axis=1),
-                      success_per_restart=success.T,
-                      loss=jnp.take_along_axis(loss, pick[:, None], axis=1)[:, 0])
+  return x_adv[:, 0], jnp.take_along_axis(loss, pick[:, None], axis=1)[:, 0], success.T
 
 
-def attack(logits_fn, x, y, key, eps, step_size, bounds, spec: AttackSpec) -> AttackResult:
-  """The traced attack behind `pgd` (no validation; step_size already resolved).
+def restarts_per_chunk(batch: int, spec: StaticOptions) -> int:
+  """Restarts run together: all of them, or as many as fit in max_rows rows (at least one)."""
+  if spec.max_rows is None:
+    return spec.restarts
+  return max(1, min(spec.restarts, spec.max_rows // max(batch, 1)))
 
-  The result carries no gradient: a loss on x_adv can be differentiated w.r.t. the model's
-  params (adversarial training) without differentiating through the attack's loop.
+
+def _attack_restarts(logits_fn, x, y, key, eps, step_size, bounds, dtype, first: int,
+                     count: int, spec: StaticOptions) -> _Best:
+  """Restarts first, ..., first + count - 1 of every input as rows [B * count] (b * count + r)."""
+  batch = x.shape[0]
+  start = starts.restart_perturbations(key, x.shape, eps, spec.norm, spec.init, count, x.dtype,
+                                       first)
+  start = jnp.swapaxes(start, 0, 1).reshape((batch * count,) + x.shape[1:])
+  rows_x = jnp.repeat(x, count, axis=0)
+  rows_y = jnp.repeat(y, count, axis=0)
+  return _optimize(logits_fn, rows_x, rows_y, start, eps, step_size, bounds, dtype, spec)
+
+
+def _merge_chunks(v, batch: int, restarts: int):
+  """Chunks [C, B * chunk, ...] (row b * chunk + j: restart c * chunk + j) -> the rows
+  [B * restarts, ...] of one call (row b * restarts + r), dropping restarts beyond `restarts`."""
+  chunks, rows = v.shape[:2]
+  v = v.reshape((chunks, batch, rows // batch) + v.shape[2:])
+  v = jnp.moveaxis(v, 0, 1).reshape((batch, rows // batch * chunks) + v.shape[3:])
+  return v[:, :restarts].reshape((batch * restarts,) + v.shape[2:])
+
+
+def attack(logits_fn, x, y, key, eps, step_size, bounds, spec: StaticOptions) -> AttackResult:
+  """The traced attack behind `pgd` (no validation; step_size and unroll already resolved).
+
+  x may be of any floating dtype; the attack computes in compute_dtype(x.dtype) and returns
+  x_adv in x.dtype. The result carries no gradient: a loss on x_adv can be differentiated w.r.t.
+  the model's params (adversarial training) without differentiating through the attack's loop.
   """
-  batch, restarts = x.shape[0], spec.restarts
-  start = starts.restart_perturbations(key, x.shape, eps, spec.norm, spec.init, restarts, x.dtype)
-  start = jnp.swapaxes(start, 0, 1).reshape((batch * restarts,) + x.shape[1:])
-  rows_x = jnp.repeat(x, restarts, axis=0)
-  rows_y = jnp.repeat(y, restarts, axis=0)
-  best = _optimize(logits_fn, rows_x, rows_y, start, eps, step_size, bounds, spec)
-  return jax.lax.stop_gradient(_strongest_restart(best, batch, restarts, spec.early_stop))
+  dtype, batch = x.dtype, x.shape[0]
+  wide = x.astype(compute_dtype(dtype))
+  if bounds is not None:
+    bounds = tuple(jnp.asarray(b, wide.dtype) for b in bounds)
+  chunk = restarts_per_chunk(batch, spec)
+  run = lambda first: _attack_restarts(logits_fn, wide, y, key, eps, step_size, bounds, dtype,
+                                       first, chunk, spec)
+  if chunk == spec.restarts:
+    best = run(0)
+  else:
+    chunks = -(-spec.restarts // chunk)
+    parts = jax.lax.map(run, chunk * jnp.arange(chunks))
+    best = jax.tree.map(lambda v: _merge_chunks(v, batch, spec.restarts), parts)
+  x_adv, loss, success_per_restart = _strongest_restart(best, batch, spec.restarts)
+  x_adv = x_adv.astype(dtype)
+  success = losses.fools(logits_fn, x_adv, y, spec.targeted)
+  return jax.lax.stop_gradient(AttackResult(x_adv=x_adv, success=success,
+                                            success_per_restart=success_per_restart, loss=loss))
 
 
-compiled_attack = jax.jit(attack, static_argnames="spec")
+def _holds_arrays(value) -> bool:
+  """Arrays among the pytree leaves of value or of its attributes (one level down)."""
+  attributes = list(getattr(value, "__dict__", {}).values())
+  leaves = jax.tree_util.tree_leaves([value, attributes])
+  return any(isinstance(leaf, (jax.Array, np.ndarray)) for leaf in leaves)
+
+
+def is_reusable(fn) -> bool:
+  """fn can be a cached compilation's argument: a jax.tree_util.Partial whose function holds no
+  arrays (in a closure or as the object of a bound method); its arrays are traced leaves."""
+  if not isinstance(fn, jax.tree_util.Partial):
+    return False
+  func = fn.func
+  owners = [cell.cell_contents for cell in (getattr(func, "__closure__", None) or ())]
+  if inspect.ismethod(func):
+    owners.append(func.__self__)
+  return not any(_holds_arrays(owner) for owner in owners)
+
+
+class _CompiledPerCall:
+  """A callable that is a jit static value equal only to itself: compiled anew for each call."""
+
+  def __init__(self, fn):
+    self.fn = fn
+
+  def __call__(self, *args):
+    return self.fn(*args)
 
 
 def as_pytree_fn(fn) -> jax.tree_util.Partial:
-  """fn as a jax.tree_util.Partial, so it can be a jit argument.
+  """fn as a jax.tree_util.Partial that can be a jit argument and never runs stale.
 
-  A Partial's arrays (e.g. Partial(apply, params)) are traced arguments, so new params reuse the
-  compiled attack; any other callable is keyed by identity, so reuse the same function object.
+  A reusable Partial (see is_reusable) is returned as it is: its arrays are traced, so new
+  params reuse the compiled program. Any other callable may hold state that changes between
+  calls (an NNX module, an object with params, a closure), so it is wrapped in a static value
+  equal only to itself: each call compiles anew and sees the model as it is now.
   """
-  return fn if isinstance(fn, jax.tree_util.Partial) else jax.tree_util.Partial(fn)
+  return fn if is_reusable(fn) else jax.tree_util.Partial(_CompiledPerCall(fn))
 
 
-def resolve_step_size(step_size, eps, spec: AttackSpec):
+def run_compiled(traced_fn: Callable, model_fns: tuple, *args, spec) -> Any:
+  """traced_fn(*model_fns, *args, spec=spec) under jax.jit: through one cached compilation when
+  every model function is reusable (see is_reusable), else compiled for this call only."""
+  if all(is_reusable(fn) for fn in model_fns):
+    return _cached_jit(traced_fn)(*model_fns, *args, spec=spec)
+  once = jax.jit(functools.partial(traced_fn, *model_fns), static_argnames="spec")
+  return once(*args, spec=spec)
+
+
+@functools.cache
+def _cached_jit(traced_fn: Callable) -> Callable:
+  return jax.jit(traced_fn, static_argnames="spec")
+
+
+def resolve_step_size(step_size, eps, spec: StaticOptions):
   """step_size, or the default of optimizers.default_step_size when None."""
   if step_size is None:
     return optimizers.default_step_size(eps, spec.optimizer, spec.steps)
   return step_size
 
 
-def validate_attack(spec: AttackSpec, key, eps, step_size, x, y, bounds, what: str,
+def validate_attack(spec: StaticOptions, key, eps, step_size, x, y, bounds, what: str,
                     box_name: str) -> None:
-  """All checks shared by `pgd` and `latent_pgd`, before tracing."""
+  """All checks shared by `pgd` and `latent_pgd` that need no model, before tracing."""
   validation.check_options(spec)
   validation.check_key(key)
   validation.check_positive("eps", eps)
@@ -177,19 +277,75 @@ def validate_attack(spec: AttackSpec, key, eps, step_size, x, y, bounds, what: s
   validation.check_inputs(x, bounds, what, box_name)
 
 
-def pgd(logits_fn, x, y, *, key, eps, norm: str = "linf", steps: int = 40, step_size=None,
+_apply = jax.jit(lambda fn, x: fn(x))
+
+
+class ModelInfo(NamedTuple):
+  """What an abstract evaluation of logits_fn on x tells: its output and whether it convolves."""
+  logits: jax.ShapeDtypeStruct
+  convolves: bool
+
+
+def _primitive_names(jaxpr) -> set[str]:
+  names = set()
+  for eqn in jaxpr.eqns:
+    names.add(eqn.primitive.name)
+    for inner in jax.extend.core.jaxprs_in_params(eqn.params):
+      names |= _primitive_names(inner)
+  return names
+
+
+def inspect_model(fn: Callable, x) -> ModelInfo:
+  """Abstract evaluation of fn on x's shape and dtype (no compilation): cached for a reusable
+  fn, so new params add no trace; traced afresh for any other fn."""
+  like = jax.ShapeDtypeStruct(np.shape(x), jnp.result_type(x))
+  traced = _apply.trace(fn, like) if is_reusable(fn) else jax.jit(fn).trace(like)
+  convolves = "conv_general_dilated" in _primitive_names(traced.jaxpr.jaxpr)
+  logits = traced.jaxpr.out_avals[0]
+  return ModelInfo(jax.ShapeDtypeStruct(logits.shape, logits.dtype), convolves)
+
+
+def check_model(model: ModelInfo, x, y, y_true, targeted: bool) -> None:
+  """Checks that need the model's output: logits [B, K], and when concrete, labels in [0, K)
+  and targets different from y_true."""
+  logits = model.logits
+  if len(logits.shape) != 2 or logits.shape[0] != np.shape(x)[0] or logits.shape[1] < 2:
+    raise ValueError(f"logits_fn must map a batch of {np.shape(x)[0]} inputs to logits [B, K] "
+                     f"with K >= 2 classes, got shape {logits.shape}.")
+  if not validation.is_concrete(y, y_true):
+    return
+  validation.check_label_values(y, logits.shape[1], "targets y" if targeted else "labels y")
+  if y_true is not None:
+    validation.check_targets(y, y_true, targeted)
+
+
+def resolve_unroll(unroll: bool | str, model: ModelInfo) -> bool:
+  """unroll="auto": True on CPU for a model with convolutions (XLA:CPU runs them slowly inside
+  loop bodies, jax-ml/jax#12868), else False (an unrolled loop only costs compile time)."""
+  if unroll == "auto":
+    return jax.default_backend() == "cpu" and model.convolves
+  return unroll
+
+
+def pgd(logits_fn: LogitsFn, x: jax.Array, y: jax.Array, *, key: jax.Array, eps: float,
+        norm: str = "linf", steps: int = 40, step_size: float | None = None,
         optimizer: str = "sign", restarts: int = 1, init: str = "uniform",
-        bounds=(0.0, 1.0), loss: str = "ce", targeted: bool = False,
-        early_stop: bool = True, unroll: bool = False) -> AttackResult:
+        bounds: Bounds = (0.0, 1.0), loss: str = "ce", targeted: bool = False,
+        early_stop: bool = True, unroll: bool | str = "auto", max_rows: int | None = None,
+        y_true: jax.Array | None = None) -> AttackResult:
   """Projected gradient attack within an eps-ball around x, inside the box `bounds`.
 
   Args:
     logits_fn: pure function, inputs [N, ...] -> logits [N, K], with no interaction between rows
-      (e.g. BatchNorm in eval mode). Called on batches of B * restarts rows. Pass
-      jax.tree_util.Partial(apply, params) to reuse the compiled attack across new params;
-      otherwise the same function object reuses it.
-    x: clean inputs [B, ...], floating, finite, inside `bounds`.
-    y: int labels [B]; with targeted=True the target labels.
+      (e.g. BatchNorm in eval mode). Called on batches of B * restarts rows (or max_rows).
+      The model must be a traced argument to reuse the compiled attack across new params: pass
+      jax.tree_util.Partial(apply, params), or attacks.from_linen / from_nnx / from_equinox.
+      Any other callable (a lambda, a closure, an object holding params) is compiled anew on
+      every call, so it always runs with its current params.
+    x: clean inputs [B, ...], floating (float32, bfloat16, float16, ...), finite, inside
+      `bounds`. The attack computes in float32 (or x's dtype if wider) and the model sees
+      inputs in x's dtype.
+    y: int labels [B] in [0, K); with targeted=True the target labels.
     key: jax.random key; restart r uses fold_in(key, r).
     eps: radius of the `norm` ball (scalar > 0).
     norm: "linf" | "l2" | "l1".
@@ -202,10 +358,9 @@ def pgd(logits_fn, x, y, *, key, eps, norm: str = "linf", steps: int = 40, step_
       "adam": the paper's attack, Adam (optax) on the perturbation with learning rate step_size;
       before each forward pass the perturbation is projected 5 times alternating ball and box.
       Adam rescales every coordinate alike, so with an l2/l1 ball it follows sign(g) rather than
-      the steepest ascent of that norm.
-    restarts: independent starts, run as one batch; per input the strongest is returned
-      (early_stop=True: a successful restart, ties broken by the highest loss; else the
-      highest loss).
+      the steepest ascent of that norm. Non-finite gradient coordinates make a zero step.
+    restarts: independent starts, run as one batch; per input the one returned is a successful
+      restart when any succeeded (ties broken by the highest loss), else the highest-loss one.
     init: "uniform" (uniform in the ball), "paper" (Gaussian direction normalized in the norm,
       times eps * U(0, 1)), or "zero". Starts are projected into the box.
     bounds: (lo, hi) box of valid inputs (scalars or arrays broadcastable to one input), or None.
@@ -214,14 +369,28 @@ def pgd(logits_fn, x, y, *, key, eps, norm: str = "linf", steps: int = 40, step_
     early_stop: True: each restart keeps its first successful iterate (evaluation), and the
       loop stops once all have one; False: its highest-loss iterate over all steps (adversarial
       training).
-    unroll: unroll the step loop (no early exit; compile time grows with steps). Several times
-      faster for conv models on XLA:CPU; leave False on GPU/TPU.
+    unroll: True unrolls the step loop (no early exit; compile time grows with steps), several
+      times faster for conv models on XLA:CPU; False keeps a lax.while_loop (best on GPU/TPU);
+      "auto" (default): True on CPU when logits_fn has convolutions, else False.
+    max_rows: None runs all B * restarts rows at once; an int runs the restarts in sequential
+      chunks of at most max_rows rows (at least one restart per chunk) to bound memory. The
+      result is the same.
+    y_true: targeted attacks only: the true labels [B]; a target equal to its true label is
+      rejected (when concrete).
 
   Returns:
-    AttackResult(x_adv [B, ...], success [B], success_per_restart [R, B], loss [B]), without
-    gradient: differentiating a training loss on x_adv treats x_adv as a constant.
+    AttackResult(x_adv [B, ...] in x's dtype, success [B], success_per_restart [R, B],
+    loss [B]), without gradient: differentiating a training loss on x_adv treats x_adv as a
+    constant. Guarantees: x_adv is inside `bounds` and lp_norm(x_adv - x) <= eps, both exact
+    in float32 (computing x_adv - x in float32, any summation order); success[b] holds only if
+    a fresh forward pass on x_adv[b] gives finite logits that are fooled.
   """
-  spec = AttackSpec(norm, steps, optimizer, restarts, init, loss, targeted, early_stop, unroll)
+  spec = StaticOptions(norm, steps, optimizer, restarts, init, loss, targeted, early_stop,
+                       unroll, max_rows)
   validate_attack(spec, key, eps, step_size, x, y, bounds, "x", "bounds")
+  validation.check_y_true(y_true, y, targeted)
+  model = inspect_model(logits_fn, x)
+  check_model(model, x, y, y_true, targeted)
+  spec = dataclasses.replace(spec, unroll=resolve_unroll(unroll, model))
   step_size = resolve_step_size(step_size, eps, spec)
-  return compiled_attack(as_pytree_fn(logits_fn), x, y, key, eps, step_size, bounds, spec)
+  return run_compiled(attack, (logits_fn,), x, y, key, eps, step_size, bounds, spec=spec)

@@ -6,7 +6,12 @@ array broadcastable to one row.
 """
 from __future__ import annotations
 
+from typing import Any
+
+import jax
 import jax.numpy as jnp
+
+Bounds = tuple[Any, Any] | None  # (lo, hi), each a scalar or an array broadcastable to a row
 
 
 def _rows(v):
@@ -14,7 +19,7 @@ def _rows(v):
   return v.reshape((v.shape[0], -1))
 
 
-def per_row(s, like):
+def per_row(s: jax.Array, like: jax.Array) -> jax.Array:
   """Per-row values s [N] -> [N, 1, ..., 1], broadcastable against `like` [N, ...]."""
   return s.reshape((-1,) + (1,) * (like.ndim - 1))
 
@@ -27,24 +32,24 @@ _ROW_NORMS = {
 NORMS = tuple(_ROW_NORMS)
 
 
-def lp_norm(v, norm: str):
+def lp_norm(v: jax.Array, norm: str) -> jax.Array:
   """The `norm` ("linf" | "l2" | "l1") of each row of v [N, ...]. Returns [N]."""
   return _ROW_NORMS[norm](_rows(v))
 
 
-def project_linf(v, eps):
+def project_linf(v: jax.Array, eps) -> jax.Array:
   """Euclidean projection of each row of v [N, ...] onto {||.||_inf <= eps}."""
   return jnp.clip(v, -eps, eps)
 
 
-def project_l2(v, eps):
+def project_l2(v: jax.Array, eps) -> jax.Array:
   """Euclidean projection of each row of v [N, ...] onto {||.||_2 <= eps}."""
   norm = lp_norm(v, "l2")
   scale = jnp.minimum(1.0, eps / jnp.maximum(norm, jnp.finfo(v.dtype).tiny))
   return v * per_row(scale, v)
 
 
-def project_l1(v, eps):
+def project_l1(v: jax.Array, eps) -> jax.Array:
   """Euclidean projection of each row of v [N, ...] onto {||.||_1 <= eps}.
 
   The sort-based algorithm of Duchi et al. (2008): soft-threshold |v| at the theta that makes the
@@ -62,12 +67,12 @@ def project_l1(v, eps):
   return jnp.where(inside, flat, projected).reshape(v.shape)
 
 
-def project_ball(v, eps, norm: str):
+def project_ball(v: jax.Array, eps, norm: str) -> jax.Array:
   """Euclidean projection of each row of v [N, ...] onto the `norm` ball of radius eps."""
   return {"linf": project_linf, "l2": project_l2, "l1": project_l1}[norm](v, eps)
 
 
-def clip_to_box(x, bounds):
+def clip_to_box(x: jax.Array, bounds: Bounds) -> jax.Array:
   """x clipped into the box bounds = (lo, hi); x unchanged when bounds is None."""
   if bounds is None:
     return x
@@ -75,7 +80,8 @@ def clip_to_box(x, bounds):
   return jnp.clip(x, lo, hi)
 
 
-def project_perturbation(delta, x, eps, norm: str, bounds, rounds: int = 1):
+def project_perturbation(delta: jax.Array, x: jax.Array, eps, norm: str, bounds: Bounds,
+                         rounds: int = 1) -> jax.Array:
   """Makes x + delta feasible: ||delta|| <= eps and x + delta inside `bounds`. [N, ...].
 
   Alternates `rounds` times the eps-ball projection and the box clip (the paper's optimizer uses
@@ -88,9 +94,54 @@ def project_perturbation(delta, x, eps, norm: str, bounds, rounds: int = 1):
   return delta
 
 
-def at_box_face(x, direction, bounds):
+def at_box_face(x: jax.Array, direction: jax.Array, bounds: Bounds) -> jax.Array:
   """True [N, ...] where x sits on a face of the box and `direction` points out of it."""
   if bounds is None:
     return jnp.zeros(x.shape, bool)
   lo, hi = bounds
   return ((x >= hi) & (direction > 0)) | ((x <= lo) & (direction < 0))
+
+
+def round_toward(v: jax.Array, centre: jax.Array, dtype) -> jax.Array:
+  """v [N, ...] rounded to the nearest value of `dtype` between centre and v (toward centre).
+
+  v and centre are in a wider float dtype and centre is representable in `dtype`; the result
+  keeps v's dtype, holds values of `dtype`, and |result - centre| <= |v - centre| per coordinate.
+  """
+  if jnp.dtype(dtype) == v.dtype:
+    return v
+  rounded = v.astype(dtype)
+  back = rounded.astype(v.dtype)
+  past = jnp.where(v >= centre, back > v, back < v)
+  return jnp.where(past, jnp.nextafter(rounded, centre.astype(dtype)), rounded).astype(v.dtype)
+
+
+def _within(v, eps, norm: str):
+  """Rows of v [N, ...] whose `norm` stays <= eps under any summation order. [N] bool.
+
+  L-inf involves no sum; for L2 and L1 a float sum of D terms may differ by D ulps between
+  orders (numpy's pairwise sum vs XLA's), so those rows must be below eps * (1 - (D + 2) u).
+  """
+  if norm == "linf":
+    return lp_norm(v, norm) <= eps
+  slack = (_rows(v).shape[1] + 2) * jnp.finfo(v.dtype).eps / 2
+  return lp_norm(v, norm) <= eps * (1 - slack)
+
+
+def feasible_point(x: jax.Array, delta: jax.Array, eps, norm: str, bounds: Bounds,
+                   dtype) -> jax.Array:
+  """The point x + delta made exactly feasible in `dtype`. [N, ...] in x's dtype.
+
+  x [N, ...] holds values of `dtype` inside `bounds`; delta is (nearly) feasible, e.g. from
+  project_perturbation. The result holds values of `dtype`, lies inside `bounds` and between
+  x and x + delta per coordinate, and lp_norm(result - x) <= eps evaluated in x's dtype in any
+  summation order. Rounding (x + delta, then toward x in `dtype`) can overshoot eps by an ulp;
+  such rows retry with delta shrunk by (D + 2) u times 2 and 8, and finally fall back to x.
+  """
+  slack = (_rows(x).shape[1] + 2) * jnp.finfo(x.dtype).eps / 2
+  point, done = x, jnp.zeros(x.shape[0], bool)
+  for shrink in (0.0, 2 * slack, 8 * slack):
+    candidate = round_toward(clip_to_box(x + (1 - shrink) * delta, bounds), x, dtype)
+    take = ~done & _within(candidate - x, eps, norm)
+    point, done = jnp.where(per_row(take, x), candidate, point), done | take
+  return point

@@ -13,7 +13,8 @@ import dataclasses
 
 @dataclasses.dataclass(frozen=True)
 class AttackSpec:
-  """Options of `pgd` / `latent_pgd` (see `pgd` for the meaning of each)."""
+  """Options of `pgd` / `latent_pgd` (see `pgd` for the meaning of each); unroll "auto"
+  unrolls the step loop for conv models on CPU, max_rows None runs all restarts at once."""
   eps: float
   norm: str = "linf"
   steps: int = 40
@@ -24,12 +25,13 @@ class AttackSpec:
   loss: str = "ce"
   targeted: bool = False
   early_stop: bool = True
-  unroll: bool = False
+  unroll: bool | str = "auto"
+  max_rows: int | None = None
 
   def replace(self, **changes) -> "AttackSpec":
     """A copy with `changes` applied."""
     return dataclasses.replace(self, **changes)
 
-  def options(self) -> dict:
+  def options(self) -> dict[str, object]:
     """The spec as keyword arguments of `pgd` / `latent_pgd`."""
     return dataclasses.asdict(self)

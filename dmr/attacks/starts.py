@@ -24,7 +24,8 @@ def _unit_rows(v, norm: str):
   return v / projections.lp_norm(v, norm)[:, None]
 
 
-def uniform_in_ball(key, shape, eps, norm: str, dtype=jnp.float32):
+def uniform_in_ball(key: jax.Array, shape: tuple[int, ...], eps, norm: str,
+                    dtype=jnp.float32) -> jax.Array:
   """Samples [N, ...] uniformly distributed in the `norm` ball of radius eps (per row).
 
   linf: U(-eps, eps) per coordinate. l2: a Gaussian direction times eps * U^(1/D).
@@ -45,14 +46,16 @@ def uniform_in_ball(key, shape, eps, norm: str, dtype=jnp.float32):
   return (eps * signs * simplex).reshape(shape)
 
 
-def paper_start(key, shape, eps, norm: str, dtype=jnp.float32):
+def paper_start(key: jax.Array, shape: tuple[int, ...], eps, norm: str,
+                dtype=jnp.float32) -> jax.Array:
   """The paper's start [N, ...]: a Gaussian direction normalized in `norm`, times eps * U(0, 1)."""
   rows, dim = shape[0], math.prod(shape[1:])
   u = _open_uniform(key, rows, dim + 1, dtype)
   return (eps * u[:, dim:] * _unit_rows(ndtri(u[:, :dim]), norm)).reshape(shape)
 
 
-def zero_start(key, shape, eps, norm: str, dtype=jnp.float32):
+def zero_start(key: jax.Array, shape: tuple[int, ...], eps, norm: str,
+               dtype=jnp.float32) -> jax.Array:
   """No perturbation, [N, ...]."""
   del key, eps, norm
   return jnp.zeros(shape, dtype)
@@ -62,12 +65,13 @@ _STARTS = {"uniform": uniform_in_ball, "paper": paper_start, "zero": zero_start}
 INITS = tuple(_STARTS)
 
 
-def restart_perturbations(key, shape, eps, norm: str, init: str, restarts: int,
-                          dtype=jnp.float32):
-  """Starting perturbations of all restarts, [R, N, ...].
+def restart_perturbations(key: jax.Array, shape: tuple[int, ...], eps, norm: str, init: str,
+                          restarts: int, dtype=jnp.float32, first=0) -> jax.Array:
+  """Starting perturbations of restarts first, ..., first + restarts - 1, [R, N, ...].
 
   Restart r draws from fold_in(key, r), so the first restarts of a run with more restarts
-  are exactly those of a run with fewer.
+  are exactly those of a run with fewer, and a chunk of restarts (first > 0) draws exactly
+  what one call with all restarts draws for them.
   """
   start = lambda r: _STARTS[init](jax.random.fold_in(key, r), shape, eps, norm, dtype)
-  return jax.lax.map(start, jnp.arange(restarts))  # a loop: cheaper to compile than vmap here
+  return jax.lax.map(start, first + jnp.arange(restarts))  # a loop: cheaper to compile than vmap

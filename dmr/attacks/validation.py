@@ -1,7 +1,9 @@
 """Argument checks run before an attack is traced, with messages that say what to do.
 
-Value checks (eps > 0, finite inputs inside the box) run only on concrete arrays; under an
-outer jit or vmap the values are tracers and only shapes, dtypes and options are checked.
+Value checks (eps > 0, finite inputs inside the box, labels in range) run only on concrete
+arrays, eagerly even under an outer trace (a concrete x closed over by a jitted function); values
+that are tracers (under an outer jit or vmap) get only their shapes, dtypes and options checked.
+The entry point of an attack is projected_gradient.validate_attack.
 """
 from __future__ import annotations
 
@@ -35,10 +37,14 @@ def check_options(spec) -> None:
   _check_choice("loss", spec.loss, losses.LOSSES)
   _check_count("steps", spec.steps)
   _check_count("restarts", spec.restarts)
-  for name in ("targeted", "early_stop", "unroll"):
+  for name in ("targeted", "early_stop"):
     flag = getattr(spec, name)
     if not isinstance(flag, bool):
       raise ValueError(f"{name}={flag!r} must be a Python bool.")
+  if not (isinstance(spec.unroll, bool) or spec.unroll == "auto"):
+    raise ValueError(f"unroll={spec.unroll!r} must be True, False or \"auto\".")
+  if spec.max_rows is not None:
+    _check_count("max_rows", spec.max_rows)
 
 
 def check_positive(name: str, value) -> None:
@@ -47,7 +53,11 @@ def check_positive(name: str, value) -> None:
     return
   if np.ndim(value) != 0:
     raise ValueError(f"{name} must be a scalar, got shape {np.shape(value)}.")
-  if is_concrete(value) and not float(value) > 0:
+  if not is_concrete(value):
+    return
+  with jax.ensure_compile_time_eval():
+    positive = float(value) > 0
+  if not positive:
     raise ValueError(f"{name}={float(value)} must be > 0 (a finite, positive radius/step).")
 
 
@@ -69,8 +79,47 @@ def check_labels(x, y, what: str = "x") -> None:
   if np.shape(y) != (np.shape(x)[0],):
     raise ValueError(f"y must have shape [B] = ({np.shape(x)[0]},) to match {what} "
                      f"{np.shape(x)}, got {np.shape(y)}.")
-  if not jnp.issubdtype(jnp.result_type(x), jnp.floating):
-    raise ValueError(f"{what} must be a floating array, got dtype {jnp.result_type(x)}.")
+  dtype = jnp.result_type(x)
+  if dtype not in FLOAT_DTYPES:
+    raise ValueError(f"{what} must be a floating array of dtype float32, bfloat16, float16 or "
+                     f"float64, got dtype {dtype}; convert with {what}.astype(jnp.float32).")
+
+
+FLOAT_DTYPES = tuple(jnp.dtype(d) for d in (jnp.float32, jnp.bfloat16, jnp.float16, jnp.float64))
+
+
+def check_y_true(y_true, y, targeted: bool) -> None:
+  """y_true: None, or (targeted attacks only) int labels with the shape of the targets y."""
+  if y_true is None:
+    return
+  if not targeted:
+    raise ValueError("y_true is for targeted attacks (targeted=True); an untargeted attack "
+                     "takes the true labels as y.")
+  if not jnp.issubdtype(jnp.result_type(y_true), jnp.integer) or np.shape(y_true) != np.shape(y):
+    raise ValueError(f"y_true must hold integer labels of shape {np.shape(y)} like y, got "
+                     f"{jnp.result_type(y_true)}{list(np.shape(y_true))}.")
+
+
+def check_label_values(y, num_classes: int, name: str = "labels y") -> None:
+  """Concrete labels in [0, num_classes): -1 padding or y = K would make a meaningless loss."""
+  with jax.ensure_compile_time_eval():
+    labels = np.asarray(y)
+  bad = (labels < 0) | (labels >= num_classes)
+  if bad.any():
+    row = int(np.argmax(bad))
+    raise ValueError(f"{name} must lie in [0, {num_classes}) for the model's {num_classes} "
+                     f"classes; row {row} has {int(labels[row])} ({int(bad.sum())} rows out "
+                     "of range). Drop padded rows before attacking.")
+
+
+def check_targets(y, y_true, targeted: bool) -> None:
+  """Concrete targets different from the true labels (such a targeted attack means nothing)."""
+  with jax.ensure_compile_time_eval():
+    same = np.asarray(y) == np.asarray(y_true)
+  if targeted and same.any():
+    raise ValueError(f"targeted attack: target y equals the true label y_true in "
+                     f"{int(same.sum())} rows (first: row {int(np.argmax(same))}); choose "
+                     "targets different from the true labels.")
 
 
 def check_bounds(bounds, name: str = "bounds") -> None:
@@ -80,7 +129,11 @@ def check_bounds(bounds, name: str = "bounds") -> None:
   if not isinstance(bounds, (tuple, list)) or len(bounds) != 2:
     raise ValueError(f"{name} must be None or a pair (lo, hi), got {bounds!r}.")
   lo, hi = bounds
-  if is_concrete(lo, hi) and not bool(np.all(np.asarray(lo) <= np.asarray(hi))):
+  if not is_concrete(lo, hi):
+    return
+  with jax.ensure_compile_time_eval():
+    ordered = bool(np.all(np.asarray(lo) <= np.asarray(hi)))
+  if not ordered:
     raise ValueError(f"{name}: lo must be <= hi everywhere.")
 
 
@@ -94,7 +147,8 @@ def check_inputs(x, bounds, what: str = "x", box_name: str = "bounds") -> None:
   if not is_concrete(x, bounds):
     return
   lo, hi = (-jnp.inf, jnp.inf) if bounds is None else bounds
-  finite, inside = _finite_and_inside(x, lo, hi)
+  with jax.ensure_compile_time_eval():
+    finite, inside = _finite_and_inside(x, lo, hi)
   if not finite:
     raise ValueError(f"{what} contains NaN or inf; attack only finite inputs.")
   if not inside:

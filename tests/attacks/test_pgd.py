@@ -171,7 +171,8 @@ def test_validation_errors_say_what_to_do():
       (dict(bounds=(1.0, 0.0)), "bounds: lo must be <= hi"),
       (dict(key=3), "key must be a jax.random key"),
       (dict(targeted=1), "targeted=1 must be a Python bool"),
-      (dict(unroll=None), "unroll=None must be a Python bool"),
+      (dict(unroll=None), 'unroll=None must be True, False or "auto"'),
+      (dict(max_rows=0), "max_rows=0 must be a Python int >= 1"),
   ]
   for kwargs, message in cases:
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("(", r"\(")
