@@ -146,7 +146,7 @@ def _check(logits_fn, x, y, eps, norm, batch_size, bounds, names) -> None:
 def evaluate(logits_fn: Callable, x, y, *, key, eps, norm: str = "linf",
              attacks: Sequence[str | Callable] = DEFAULT_ATTACKS, batch_size: int = 500,
              bounds=(0.0, 1.0), steps: int = 100, square_queries: int = 5000,
-             unroll: bool | str = "auto") -> Evaluation:
+             unroll: bool | str = False) -> Evaluation:
   """Worst-case robust accuracy of logits_fn on (x, y) under an ensemble of attacks.
 
   Args:
