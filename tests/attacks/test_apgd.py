@@ -87,6 +87,19 @@ def test_unrolled_and_rolled_loops_agree():
   np.testing.assert_allclose(run(True).x_adv, run(False).x_adv, rtol=1e-5, atol=1e-6)
 
 
+def test_step_size_halves_to_settle_on_an_interior_optimum():
+  # margin = -||x - c||^2 - 2 with c inside the L2 ball: fixed steps of 2 eps would jump around
+  # c forever; eight halvings bring the step to eps / 128.
+  center = np.zeros((1, DIM), np.float32)
+  center[0, :4] = 0.25   # ||c - x|| = 0.5 with x = 0
+  model = lambda x: jnp.stack([jnp.zeros(x.shape[0]),
+                               -jnp.sum((x - center) ** 2, axis=1) - 2.0], axis=1)
+  x = jnp.zeros((2, DIM))
+  r = apgd(model, x, jnp.zeros(2, jnp.int32), key=jax.random.key(0), eps=1.0, norm="l2",
+           steps=100, bounds=None, unroll=False)
+  assert np.all(np.linalg.norm(np.asarray(r.x_adv) - center, axis=1) < 0.02)
+
+
 def test_checkpoints_follow_the_paper_schedule():
   is_checkpoint, window = checkpoint_schedule(100, "linf")
   # windows 22, 19, 16, 13, 10, 7, 6, 6 steps: checkpoints after steps 22, 41, 57, 70, 80, 87, 93, 99
