@@ -238,68 +238,124 @@ def _checkpoint(s: _State, window, x, eps, norm: str) -> _State:
   return _restart_from_best(s, halve)
 
 
+def _initial_state(logits_fn, x, y, targets, key, eps, bounds, spec: APGDSpec) -> _State:
+  """The state of a run at its random start."""
+  x0 = _start(key, x, eps, spec.norm, bounds)
+  loss, success, grad = _evaluator(logits_fn, y, targets, spec.loss)(x0)
+  n = x.shape[0]
+  return _State(x=x0, x_prev=x0, grad=grad, loss=loss,
+                step=jnp.full((n,), (1.0 if spec.norm == "l1" else 2.0) * eps, jnp.float32),
+                best_x=x0, best_loss=loss, best_grad=grad, raises=jnp.zeros((n,), jnp.int32),
+                loss_at_check=loss, halved_at_check=jnp.ones((n,), bool),
+                share=jnp.full((n,), L1_START_SHARE, jnp.float32),
+                sparsity_at_check=jnp.full((n,), math.prod(x.shape[1:]), jnp.float32),
+                found_x=x0, found_loss=loss, found=success)
+
+
+def _iteration(logits_fn, x, y, targets, eps, bounds, s: _State, spec: APGDSpec, first,
+               checkpoint, window) -> _State:
+  """One step; first/checkpoint/window are Python values when the schedule is static."""
+  x_new = _next_point(s, x, eps, bounds, spec.norm, jnp.where(first, 1.0, MOMENTUM))
+  s = _record(s, x_new, *_evaluator(logits_fn, y, targets, spec.loss)(x_new))
+  close = lambda s: _checkpoint(s, window, x, eps, spec.norm)
+  if isinstance(checkpoint, bool):
+    return close(s) if checkpoint else s
+  return jax.lax.cond(checkpoint, close, lambda s: s, s)
+
+
+def _outcome(s: _State):
+  """(x_adv [N, ...], loss [N], success [N]) of a finished run."""
+  pick = lambda a, b: jnp.where(projections.per_row(s.found, a), a, b)
+  return pick(s.found_x, s.best_x), jnp.where(s.found, s.found_loss, s.best_loss), s.found
+
+
 def _run(logits_fn, x, y, targets, key, eps, bounds, spec: APGDSpec):
   """One APGD run per row of x [N, ...]: (x_adv [N, ...], loss [N], success [N])."""
   is_checkpoint, window = checkpoint_schedule(spec.steps, spec.norm)
-  evaluate = _evaluator(logits_fn, y, targets, spec.loss)
-  x0 = _start(key, x, eps, spec.norm, bounds)
-  loss, success, grad = evaluate(x0)
-  n = x.shape[0]
-  s = _State(x=x0, x_prev=x0, grad=grad, loss=loss,
-             step=jnp.full((n,), (1.0 if spec.norm == "l1" else 2.0) * eps, jnp.float32),
-             best_x=x0, best_loss=loss, best_grad=grad, raises=jnp.zeros((n,), jnp.int32),
-             loss_at_check=loss, halved_at_check=jnp.ones((n,), bool),
-             share=jnp.full((n,), L1_START_SHARE, jnp.float32),
-             sparsity_at_check=jnp.full((n,), math.prod(x.shape[1:]), jnp.float32),
-             found_x=x0, found_loss=loss, found=success)
-
-  def iteration(s, first, checkpoint, window):
-    x_new = _next_point(s, x, eps, bounds, spec.norm, jnp.where(first, 1.0, MOMENTUM))
-    s = _record(s, x_new, *evaluate(x_new))
-    close = lambda s: _checkpoint(s, window, x, eps, spec.norm)
-    if isinstance(checkpoint, bool):   # unrolled: the schedule is known at trace time
-      return close(s) if checkpoint else s
-    return jax.lax.cond(checkpoint, close, lambda s: s, s)
-
+  s = _initial_state(logits_fn, x, y, targets, key, eps, bounds, spec)
+  step = lambda s, *schedule: _iteration(logits_fn, x, y, targets, eps, bounds, s, spec, *schedule)
   if spec.unroll:
     for i in range(spec.steps):
-      s = iteration(s, i == 0, bool(is_checkpoint[i]), int(window[i]))
+      s = step(s, i == 0, bool(is_checkpoint[i]), int(window[i]))
   else:
     is_checkpoint, window = jnp.asarray(is_checkpoint), jnp.asarray(window)
     _, s = jax.lax.while_loop(
         lambda c: (c[0] < spec.steps) & ~jnp.all(c[1].found),
-        lambda c: (c[0] + 1, iteration(c[1], c[0] == 0, is_checkpoint[c[0]], window[c[0]])),
+        lambda c: (c[0] + 1, step(c[1], c[0] == 0, is_checkpoint[c[0]], window[c[0]])),
         (jnp.zeros((), jnp.int32), s))
-  pick = lambda a, b: jnp.where(projections.per_row(s.found, a), a, b)
-  return (pick(s.found_x, s.best_x), jnp.where(s.found, s.found_loss, s.best_loss), s.found)
+  return _outcome(s)
+
+
+def _keep_better(best, run_outcome):
+  """Per row, the run's outcome replaces `best` (x_adv, loss, success) unless best already
+  succeeded; it does when it succeeds or has a higher loss. Returns (best, run success)."""
+  x_run, loss_run, success_run = run_outcome
+  better = ~best[2] & (success_run | (loss_run > best[1]))
+  take = lambda a, b: jnp.where(projections.per_row(better, a), a, b)
+  return (take(x_run, best[0]), take(loss_run, best[1]), best[2] | success_run), success_run
+
+
+def _run_targets(logits_fn, x, y, spec: APGDSpec):
+  """[runs, N] loss targets: per run, the label (untargeted) or the class ranked
+  2 + run // restarts by the clean logits."""
+  if not spec.targeted:
+    return jnp.broadcast_to(y, (spec.runs,) + y.shape)
+  ranking = jnp.argsort(-logits_fn(x), axis=1)
+  return ranking[:, 1 + jnp.arange(spec.runs) // spec.restarts].T
+
+
+def _nothing_yet(x):
+  n = x.shape[0]
+  return x, jnp.full((n,), -jnp.inf, jnp.float32), jnp.zeros((n,), bool)
 
 
 def attack(logits_fn, x, y, key, eps, bounds, spec: APGDSpec) -> AttackResult:
   """The traced attack behind `apgd` (no validation). Runs (restart r, target t) one after
   the other (run t * restarts + r, key fold_in(key, run)); a run is skipped once every row is
   fooled. Per row: the first successful run's iterate, else the highest-loss one."""
-  ranking = jnp.argsort(-logits_fn(x), axis=1) if spec.targeted else None
 
-  def one_run(best, run):
-    targets = ranking[:, 1 + run // spec.restarts] if spec.targeted else y
-
-    def attempt(best):
-      x_run, loss_run, success_run = _run(logits_fn, x, y, targets, jax.random.fold_in(key, run),
-                                          eps, bounds, spec)
-      better = ~best[2] & (success_run | (loss_run > best[1]))
-      take = lambda a, b: jnp.where(projections.per_row(better, a), a, b)
-      return (take(x_run, best[0]), take(loss_run, best[1]), best[2] | success_run), success_run
-
+  def one_run(best, run_and_targets):
+    run, targets = run_and_targets
+    attempt = lambda best: _keep_better(best, _run(
+        logits_fn, x, y, targets, jax.random.fold_in(key, run), eps, bounds, spec))
     skip = lambda best: (best, jnp.zeros_like(best[2]))
     return jax.lax.cond(jnp.all(best[2]), skip, attempt, best)
 
-  n = x.shape[0]
-  start = (x, jnp.full((n,), -jnp.inf, jnp.float32), jnp.zeros((n,), bool))
-  (x_adv, loss, success), per_run = jax.lax.scan(one_run, start, jnp.arange(spec.runs))
+  runs = (jnp.arange(spec.runs), _run_targets(logits_fn, x, y, spec))
+  (x_adv, loss, success), per_run = jax.lax.scan(one_run, _nothing_yet(x), runs)
   return jax.lax.stop_gradient(AttackResult(x_adv, success, per_run, loss))
 
 
 compiled_attack = jax.jit(attack, static_argnames="spec")
+_jit_initial_state = jax.jit(_initial_state, static_argnames="spec")
+_jit_iteration = jax.jit(_iteration, static_argnames=("spec", "first", "checkpoint", "window"))
+_jit_run_targets = jax.jit(_run_targets, static_argnames="spec")
+_jit_outcome = jax.jit(_outcome)
+_jit_keep_better = jax.jit(_keep_better)
+HOST_CHECK_EVERY = 10   # host loop: steps between checks whether every row is fooled
+
+
+def host_attack(logits_fn, x, y, key, eps, bounds, spec: APGDSpec) -> AttackResult:
+  """`attack` with the loops in Python: every step is its own compiled call (a few small
+  programs, compiled in seconds), so XLA:CPU runs convolutions with its fast kernels, which it
+  does not inside a compiled loop; not traceable (no jit/vmap around it)."""
+  is_checkpoint, window = checkpoint_schedule(spec.steps, spec.norm)
+  targets = _jit_run_targets(logits_fn, x, y, spec)
+  best, per_run = _nothing_yet(x), []
+  for run in range(spec.runs):
+    if bool(jnp.all(best[2])):
+      per_run.append(jnp.zeros_like(best[2]))
+      continue
+    s = _jit_initial_state(logits_fn, x, y, targets[run], jax.random.fold_in(key, run), eps,
+                           bounds, spec)
+    for i in range(spec.steps):
+      if i % HOST_CHECK_EVERY == 0 and bool(jnp.all(s.found)):
+        break
+      s = _jit_iteration(logits_fn, x, y, targets[run], eps, bounds, s, spec, i == 0,
+                         bool(is_checkpoint[i]), int(window[i]))
+    best, success_run = _jit_keep_better(best, _jit_outcome(s))
+    per_run.append(success_run)
+  return AttackResult(best[0], best[2], jnp.stack(per_run), best[1])
 
 
 def resolve_unroll(unroll: bool | str) -> bool:
@@ -334,7 +390,7 @@ def validate(spec: APGDSpec, logits_fn, x, y, key, eps, bounds) -> None:
 
 def apgd(logits_fn: Callable, x, y, *, key, eps, norm: str = "linf", loss: str = "ce",
          steps: int = 100, restarts: int = 1, target_classes: int = 9, bounds=(0.0, 1.0),
-         unroll: bool | str = False) -> AttackResult:
+         unroll: bool | str = False, host_loop: bool = False) -> AttackResult:
   """APGD (Croce and Hein 2020) within an eps-ball around x, inside the box `bounds`.
 
   Args:
@@ -355,6 +411,9 @@ def apgd(logits_fn: Callable, x, y, *, key, eps, norm: str = "linf", loss: str =
     bounds: (lo, hi) box of valid inputs (scalars or arrays broadcastable to one input), or None.
     unroll: unroll the step loop ("auto": on CPU). Faster steps on XLA:CPU, but compiling 100
       unrolled steps of a conv model takes minutes; a rolled loop ends once every row is fooled.
+    host_loop: drive the steps from Python, one compiled call each: on XLA:CPU several times
+      faster than the rolled loop for conv models and compiled in seconds, but apgd can then
+      not be called inside jax.jit/vmap. Ends (checked every 10 steps) once all are fooled.
 
   Returns:
     AttackResult(x_adv [B, ...], success [B], success_per_restart [runs, B], loss [B]): x_adv is
@@ -365,4 +424,10 @@ def apgd(logits_fn: Callable, x, y, *, key, eps, norm: str = "linf", loss: str =
   """
   spec = APGDSpec(norm, loss, steps, restarts, target_classes, resolve_unroll(unroll))
   validate(spec, logits_fn, x, y, key, eps, bounds)
-  return compiled_attack(as_pytree_fn(logits_fn), x, y, key, eps, bounds, spec)
+  if not isinstance(host_loop, bool):
+    raise ValueError(f"host_loop={host_loop!r} must be a Python bool.")
+  if host_loop and not validation.is_concrete(x, y, key, eps, bounds):
+    raise ValueError("host_loop=True drives the steps from Python and cannot run under "
+                     "jax.jit/vmap; use host_loop=False there.")
+  run = host_attack if host_loop else compiled_attack
+  return run(as_pytree_fn(logits_fn), x, y, key, eps, bounds, spec)

@@ -74,7 +74,7 @@ class Evaluation(NamedTuple):
                                         self.perturbation_norm, self.margin, self.rejected)]
 
 
-def _named_attacks(norm: str, steps: int, square_queries: int, unroll) -> dict:
+def _named_attacks(norm: str, steps: int, square_queries: int) -> dict:
   """name -> attack(logits_fn, x, y, *, key, eps, norm, bounds) -> AttackResult."""
 
   def apgd(loss):
@@ -82,7 +82,7 @@ def _named_attacks(norm: str, steps: int, square_queries: int, unroll) -> dict:
       classes = label_checks.num_classes(logits_fn, x)
       return apgd_module.apgd(logits_fn, x, y, key=key, eps=eps, norm=norm, loss=loss,
                               steps=steps, target_classes=min(9, classes - 1), bounds=bounds,
-                              unroll=unroll)
+                              host_loop=True)
     return run
 
   def square(logits_fn, x, y, *, key, eps, norm, bounds):
@@ -145,8 +145,8 @@ def _check(logits_fn, x, y, eps, norm, batch_size, bounds, names) -> None:
 
 def evaluate(logits_fn: Callable, x, y, *, key, eps, norm: str = "linf",
              attacks: Sequence[str | Callable] = DEFAULT_ATTACKS, batch_size: int = 500,
-             bounds=(0.0, 1.0), steps: int = 100, square_queries: int = 5000,
-             unroll: bool | str = False) -> Evaluation:
+             bounds=(0.0, 1.0), steps: int = 100,
+             square_queries: int = 5000) -> Evaluation:
   """Worst-case robust accuracy of logits_fn on (x, y) under an ensemble of attacks.
 
   Args:
@@ -164,13 +164,13 @@ def evaluate(logits_fn: Callable, x, y, *, key, eps, norm: str = "linf",
     bounds: (lo, hi) box of valid inputs, or None.
     steps: APGD iterations per run (AutoAttack: 100).
     square_queries: Square Attack queries (AutoAttack: 5000).
-    unroll: APGD's step loop (see `apgd`).
+    APGD runs with host_loop=True (see `apgd`): evaluate itself is a Python loop.
 
   Returns:
     Evaluation with per-sample arrays, robust_accuracy and clean_accuracy.
   """
   x, y = np.asarray(x), np.asarray(y)
-  named = _named_attacks(norm, steps, square_queries, unroll)
+  named = _named_attacks(norm, steps, square_queries)
   names = tuple(a if isinstance(a, str) else getattr(a, "__name__", repr(a)) for a in attacks)
   for a in attacks:
     if isinstance(a, str):

@@ -87,6 +87,25 @@ def test_unrolled_and_rolled_loops_agree():
   np.testing.assert_allclose(run(True).x_adv, run(False).x_adv, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("loss", ["ce", "dlr-targeted"])
+def test_host_loop_and_compiled_loop_agree(loss):
+  x = jnp.full((2, 50), 0.5)
+  run = lambda host_loop: apgd(_four_class_logits, x, jnp.zeros(2, jnp.int32),
+                               key=jax.random.key(0), eps=0.1, loss=loss, target_classes=3,
+                               steps=20, host_loop=host_loop)
+  host, compiled = run(True), run(False)
+  np.testing.assert_allclose(host.x_adv, compiled.x_adv, rtol=1e-6, atol=1e-6)
+  for field in ("success", "success_per_restart"):
+    np.testing.assert_array_equal(getattr(host, field), getattr(compiled, field))
+
+
+def test_host_loop_refuses_to_run_under_jit():
+  x = jnp.full((2, 50), 0.5)
+  with pytest.raises(ValueError, match="host_loop=True drives the steps from Python"):
+    jax.jit(lambda x: apgd(_four_class_logits, x, jnp.zeros(2, jnp.int32), key=jax.random.key(0),
+                           eps=0.1, host_loop=True).x_adv)(x)
+
+
 def test_step_size_halves_to_settle_on_an_interior_optimum():
   # margin = -||x - c||^2 - 2 with c inside the L2 ball: fixed steps of 2 eps would jump around
   # c forever; eight halvings bring the step to eps / 128.
