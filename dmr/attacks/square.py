@@ -33,7 +33,7 @@ class SquareSpec:
 
 
 def window_side(i, height: int, width: int, spec: SquareSpec):
-  """Side s of the square window at query i (traced int): round(sqrt(p * H * W)) in [1, min(H, W)]."""
+  """Side s of the window at query i (traced int): round(sqrt(p * H * W)) in [1, min(H, W)]."""
   progress = (i * 10000) // spec.queries
   halvings = jnp.sum(progress > jnp.asarray(_HALVINGS_AFTER))
   share = spec.p_init / 2.0**halvings

@@ -121,7 +121,7 @@ def test_step_size_halves_to_settle_on_an_interior_optimum():
 
 def test_checkpoints_follow_the_paper_schedule():
   is_checkpoint, window = checkpoint_schedule(100, "linf")
-  # windows 22, 19, 16, 13, 10, 7, 6, 6 steps: checkpoints after steps 22, 41, 57, 70, 80, 87, 93, 99
+  # windows of 22, 19, 16, 13, 10, 7, 6, 6 steps end after steps 22, 41, 57, 70, 80, 87, 93, 99
   assert list(np.flatnonzero(is_checkpoint) + 1) == [22, 41, 57, 70, 80, 87, 93, 99]
   assert list(window[is_checkpoint]) == [22, 19, 16, 13, 10, 7, 6, 6]
   is_checkpoint, _ = checkpoint_schedule(100, "l1")
