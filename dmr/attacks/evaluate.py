@@ -88,7 +88,7 @@ def _named_attacks(norm: str, steps: int, square_queries: int) -> dict:
   def square(logits_fn, x, y, *, key, eps, norm, bounds):
     del norm
     return square_module.square(logits_fn, x, y, key=key, eps=eps, queries=square_queries,
-                                bounds=bounds)
+                                bounds=bounds, host_loop=True)
 
   named = {"apgd-ce": apgd("ce"), "apgd-dlr": apgd("dlr"), "apgd-t": apgd("dlr-targeted")}
   if norm == "linf":
@@ -164,7 +164,7 @@ def evaluate(logits_fn: Callable, x, y, *, key, eps, norm: str = "linf",
     bounds: (lo, hi) box of valid inputs, or None.
     steps: APGD iterations per run (AutoAttack: 100).
     square_queries: Square Attack queries (AutoAttack: 5000).
-    APGD runs with host_loop=True (see `apgd`): evaluate itself is a Python loop.
+    APGD and Square run with host_loop=True (see `apgd`): evaluate itself is a Python loop.
 
   Returns:
     Evaluation with per-sample arrays, robust_accuracy and clean_accuracy.

@@ -66,34 +66,60 @@ def _proposal(key, i, x, x_best, eps, bounds, spec: SquareSpec):
   return projections.clip_to_box(x + projections.project_linf(proposal - x, eps), bounds)
 
 
-def attack(logits_fn, x, y, key, eps, bounds, spec: SquareSpec) -> AttackResult:
-  """The traced attack behind `square` (no validation)."""
+def _start(logits_fn, x, y, key, eps, bounds):
+  """(query key, carry (i, x_best, margin, success)) at the vertical-stripes start."""
   batch, _, width, channels = x.shape
   start_key, query_key = jax.random.split(key)
   stripes = jnp.where(jax.random.bernoulli(start_key, 0.5, (batch, 1, width, channels)),
                       eps, -eps)
   x_best = projections.clip_to_box(x + stripes.astype(x.dtype), bounds)
   margin, success = _margin_and_success(logits_fn, x_best, y)
+  return query_key, (jnp.zeros((), jnp.int32), x_best, margin, success)
 
-  def query(carry):
-    i, x_best, margin, success = carry
-    x_new = _proposal(jax.random.fold_in(query_key, i), i, x, x_best, eps, bounds, spec)
-    margin_new, success_new = _margin_and_success(logits_fn, x_new, y)
-    take = ~success & (success_new | (margin_new < margin))
-    x_best = jnp.where(projections.per_row(take, x), x_new, x_best)
-    return i + 1, x_best, jnp.where(take, margin_new, margin), success | success_new
 
-  carry = (jnp.zeros((), jnp.int32), x_best, margin, success)
-  _, x_best, margin, success = jax.lax.while_loop(
-      lambda c: (c[0] < spec.queries) & ~jnp.all(c[3]), query, carry)
-  return jax.lax.stop_gradient(AttackResult(x_best, success, success[None], -margin))
+def _query(logits_fn, x, y, query_key, eps, bounds, carry, spec: SquareSpec):
+  """One random-search query: the carry after trying one proposal per still-robust row."""
+  i, x_best, margin, success = carry
+  x_new = _proposal(jax.random.fold_in(query_key, i), i, x, x_best, eps, bounds, spec)
+  margin_new, success_new = _margin_and_success(logits_fn, x_new, y)
+  take = ~success & (success_new | (margin_new < margin))
+  x_best = jnp.where(projections.per_row(take, x), x_new, x_best)
+  return i + 1, x_best, jnp.where(take, margin_new, margin), success | success_new
+
+
+def _result(carry) -> AttackResult:
+  _, x_best, margin, success = carry
+  return AttackResult(x_best, success, success[None], -margin)
+
+
+def attack(logits_fn, x, y, key, eps, bounds, spec: SquareSpec) -> AttackResult:
+  """The traced attack behind `square` (no validation)."""
+  query_key, carry = _start(logits_fn, x, y, key, eps, bounds)
+  carry = jax.lax.while_loop(
+      lambda c: (c[0] < spec.queries) & ~jnp.all(c[3]),
+      lambda c: _query(logits_fn, x, y, query_key, eps, bounds, c, spec), carry)
+  return jax.lax.stop_gradient(_result(carry))
 
 
 compiled_attack = jax.jit(attack, static_argnames="spec")
+_jit_start = jax.jit(_start)
+_jit_query = jax.jit(_query, static_argnames="spec")
+HOST_CHECK_EVERY = 10   # host loop: queries between checks whether every row is fooled
+
+
+def host_attack(logits_fn, x, y, key, eps, bounds, spec: SquareSpec) -> AttackResult:
+  """`attack` with the query loop in Python, one compiled call per query (XLA:CPU runs
+  convolutions with its fast kernels outside compiled loops); not traceable."""
+  query_key, carry = _jit_start(logits_fn, x, y, key, eps, bounds)
+  for i in range(spec.queries):
+    if i % HOST_CHECK_EVERY == 0 and bool(jnp.all(carry[3])):
+      break
+    carry = _jit_query(logits_fn, x, y, query_key, eps, bounds, carry, spec)
+  return _result(carry)
 
 
 def square(logits_fn: Callable, x, y, *, key, eps, queries: int = 5000, p_init: float = 0.8,
-           bounds=(0.0, 1.0)) -> AttackResult:
+           bounds=(0.0, 1.0), host_loop: bool = False) -> AttackResult:
   """L-inf Square Attack: `queries` forward passes per image, no gradient.
 
   Args:
@@ -105,6 +131,8 @@ def square(logits_fn: Callable, x, y, *, key, eps, queries: int = 5000, p_init: 
     queries: random-search iterations after the start (AutoAttack: 5000).
     p_init: share of the image the first windows cover (AutoAttack: 0.8).
     bounds: (lo, hi) box of valid inputs, or None.
+    host_loop: one compiled call per query from Python (faster for conv models on XLA:CPU;
+      not usable inside jax.jit/vmap) instead of a compiled loop.
 
   Returns:
     AttackResult(x_adv [B, ...], success [B], success_per_restart [1, B], loss [B]): x_adv is
@@ -124,4 +152,10 @@ def square(logits_fn: Callable, x, y, *, key, eps, queries: int = 5000, p_init: 
   validation.check_bounds(bounds)
   validation.check_inputs(x, bounds)
   label_checks.check_label_range(y, label_checks.num_classes(logits_fn, x))
-  return compiled_attack(as_pytree_fn(logits_fn), x, y, key, eps, bounds, spec)
+  if not isinstance(host_loop, bool):
+    raise ValueError(f"host_loop={host_loop!r} must be a Python bool.")
+  if host_loop and not validation.is_concrete(x, y, key, eps, bounds):
+    raise ValueError("host_loop=True drives the queries from Python and cannot run under "
+                     "jax.jit/vmap; use host_loop=False there.")
+  run = host_attack if host_loop else compiled_attack
+  return run(as_pytree_fn(logits_fn), x, y, key, eps, bounds, spec)

@@ -64,6 +64,16 @@ def test_never_keeps_a_worse_point():
   assert np.any(np.asarray(r.loss) > np.asarray(one.loss))
 
 
+def test_host_loop_and_compiled_loop_agree():
+  x, y = _easy_batch()
+  run = lambda host_loop: square(linear_logits, x, y, key=jax.random.key(0), eps=0.05,
+                                 queries=30, host_loop=host_loop)
+  host, compiled = run(True), run(False)
+  np.testing.assert_allclose(host.x_adv, compiled.x_adv, rtol=1e-6)
+  np.testing.assert_allclose(host.loss, compiled.loss, rtol=1e-5)
+  np.testing.assert_array_equal(host.success, compiled.success)
+
+
 def test_window_shrinks_on_the_paper_schedule():
   spec = SquareSpec(queries=10000, p_init=0.8)
   sides = [int(window_side(jnp.asarray(i), 28, 28, spec)) for i in (0, 10, 11, 51, 9000)]
