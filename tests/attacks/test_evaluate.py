@@ -69,6 +69,15 @@ def test_records_of_a_hand_made_case():
   np.testing.assert_array_equal(ev.rejected, [0, 1, 2, 0])
 
 
+def test_a_robust_input_keeps_the_attacks_closest_approach():
+  closer, farther = shift_rows([2], by=0.02), shift_rows([2], by=-0.04)
+  ev = _evaluate([closer, farther])
+  assert ev.robust[2] and ev.broken_by[2] == NOT_BROKEN
+  np.testing.assert_allclose(ev.margin[2], -0.46, atol=1e-6)
+  np.testing.assert_allclose(ev.x_adv[2], X[2] + [-0.02, 0.02], atol=1e-7)
+  np.testing.assert_allclose(ev.perturbation_norm[2], 0.02, atol=1e-6)
+
+
 def test_only_inputs_still_robust_are_attacked():
   a, b = shift_rows([0]), shift_rows([1])
   _evaluate([a, b])
