@@ -1,0 +1,209 @@
+"""evaluate: AutoAttack-style robust accuracy of a classifier over a dataset, re-verified.
+
+  ev = evaluate(logits_fn, x, y, key=key, eps=0.3)       # apgd-ce, apgd-t, square (linf)
+  ev.robust_accuracy, ev.records()[i]                     # per-sample outcome
+
+Per batch, the attacks run in the given order, each only on the inputs still robust (correct
+and unbroken so far). Every x_adv an attack returns is judged afresh, whatever the attack
+claims: it counts only if it is finite, lies in the eps-ball around its input (up to float32
+rounding of x_adv - x, a relative 1e-6) and in the box, and a new forward pass gives finite
+logits whose argmax is not the label. Claims that fail this check are counted in `rejected`.
+
+Two conventions, not to be mixed up:
+  - worst case (this function, robust accuracy): an input counts as broken when ANY attack or
+    restart breaks it; robust accuracy = share of ALL inputs correct and unbroken. It is the
+    number to compare with AutoAttack and RobustBench.
+  - restart-averaged success rate (the paper's, `attacks.success_rate`): over correct inputs,
+    the share of (input, restart) pairs that succeed; it measures how often ONE run of an
+    attack succeeds, is lower than the worst-case rate, and is what the paper reports.
+"""
+from __future__ import annotations
+
+from typing import Callable, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dmr.attacks import apgd as apgd_module
+from dmr.attacks import label_checks, losses, projections, square as square_module, validation
+from dmr.attacks.projected_gradient import AttackResult, as_pytree_fn
+
+BALL_SLACK = 1e-6  # relative: float32 rounding of x_adv - x
+DEFAULT_ATTACKS = ("apgd-ce", "apgd-t", "square")
+NOT_BROKEN = -1
+
+
+class Evaluation(NamedTuple):
+  """Per sample [N] (numpy), for inputs x [N, ...]:
+
+  clean_correct: the clean input is classified correctly (finite logits, argmax == label).
+  robust: clean_correct and no verified adversarial example found.
+  broken_by: index into `attacks` of the attack whose x_adv broke it, else NOT_BROKEN (-1).
+  perturbation_norm: ||x_adv - x|| in the attack norm (0 where x_adv is x).
+  margin: best other logit minus the label's logit at x_adv (> 0: misclassified).
+  x_adv [N, ...]: the breaking example, else the highest-margin verified-feasible point an
+    attack returned, else x.
+  rejected: how many attacks claimed a success on the input that failed re-verification.
+  """
+  attacks: tuple[str, ...]
+  clean_correct: np.ndarray
+  robust: np.ndarray
+  broken_by: np.ndarray
+  perturbation_norm: np.ndarray
+  margin: np.ndarray
+  x_adv: np.ndarray
+  rejected: np.ndarray
+
+  @property
+  def clean_accuracy(self) -> float:
+    return float(np.mean(self.clean_correct))
+
+  @property
+  def robust_accuracy(self) -> float:
+    """Worst case over attacks: share of all inputs correct and unbroken."""
+    return float(np.mean(self.robust))
+
+  def records(self) -> list[dict]:
+    """One dict per sample: clean_correct, robust, broken_by (attack name or None),
+    perturbation_norm, margin, rejected."""
+    return [dict(clean_correct=bool(c), robust=bool(r),
+                 broken_by=None if b == NOT_BROKEN else self.attacks[b],
+                 perturbation_norm=float(p), margin=float(m), rejected=int(j))
+            for c, r, b, p, m, j in zip(self.clean_correct, self.robust, self.broken_by,
+                                        self.perturbation_norm, self.margin, self.rejected)]
+
+
+def _named_attacks(norm: str, steps: int, square_queries: int) -> dict:
+  """name -> attack(logits_fn, x, y, *, key, eps, norm, bounds) -> AttackResult."""
+
+  def apgd(loss):
+    def run(logits_fn, x, y, *, key, eps, norm, bounds):
+      classes = label_checks.num_classes(logits_fn, x)
+      return apgd_module.apgd(logits_fn, x, y, key=key, eps=eps, norm=norm, loss=loss,
+                              steps=steps, target_classes=min(9, classes - 1), bounds=bounds,
+                              host_loop=True)
+    return run
+
+  def square(logits_fn, x, y, *, key, eps, norm, bounds):
+    del norm
+    return square_module.square(logits_fn, x, y, key=key, eps=eps, queries=square_queries,
+                                bounds=bounds, host_loop=True)
+
+  named = {"apgd-ce": apgd("ce"), "apgd-dlr": apgd("dlr"), "apgd-t": apgd("dlr-targeted")}
+  if norm == "linf":
+    named["square"] = square
+  return named
+
+
+@jax.jit
+def _clean(logits_fn, x, y):
+  """(correct [N], margin [N]) of the clean inputs."""
+  logits = logits_fn(x).astype(jnp.float32)
+  finite = jnp.all(jnp.isfinite(logits), axis=1)
+  return finite & losses.is_success(logits, y, True), losses.margin(logits, y)
+
+
+def _verify(logits_fn, x, y, x_adv, eps, bounds, norm: str):
+  """(adversarial [N], feasible [N], margin [N], distance [N]) of candidates x_adv [N, ...]:
+  feasible = finite, inside the ball (BALL_SLACK) and the box; adversarial = feasible and a
+  fresh forward pass gives finite logits that misclassify."""
+  distance = projections.lp_norm((x_adv - x).astype(jnp.float32), norm)
+  feasible = jnp.all(jnp.isfinite(x_adv).reshape((x.shape[0], -1)), axis=1)
+  feasible &= distance <= eps * (1.0 + BALL_SLACK)
+  if bounds is not None:
+    lo, hi = bounds
+    inside = (x_adv >= lo) & (x_adv <= hi)
+    feasible &= jnp.all(inside.reshape((x.shape[0], -1)), axis=1)
+  logits = logits_fn(jnp.where(jnp.isfinite(x_adv), x_adv, x)).astype(jnp.float32)
+  finite = jnp.all(jnp.isfinite(logits), axis=1)
+  margin = jnp.where(finite, losses.margin(logits, y), -jnp.inf)
+  return feasible & finite & losses.is_success(logits, y, False), feasible, margin, distance
+
+
+_verify_jit = jax.jit(_verify, static_argnames="norm")
+
+
+def _bucket(count: int, batch_size: int) -> int:
+  """Padded size for `count` rows: the smallest of batch_size / 1, 2, 4, 8 holding them (few
+  shapes, so few compilations)."""
+  sizes = [max(batch_size // 2**k, 1) for k in range(4)]
+  return min(size for size in sizes if size >= count)
+
+
+def _check(logits_fn, x, y, eps, norm, batch_size, bounds, names) -> None:
+  validation.check_positive("eps", eps)
+  label_checks.check_choice("norm", norm, projections.NORMS)
+  label_checks.check_count("batch_size", batch_size)
+  validation.check_labels(x, y)
+  validation.check_bounds(bounds)
+  validation.check_inputs(x, bounds)
+  label_checks.check_label_range(y, label_checks.num_classes(logits_fn, x[:1]))
+  if not names:
+    raise ValueError("attacks is empty; name at least one, e.g. ('apgd-ce', 'apgd-t').")
+
+
+def evaluate(logits_fn: Callable, x, y, *, key, eps, norm: str = "linf",
+             attacks: Sequence[str | Callable] = DEFAULT_ATTACKS, batch_size: int = 500,
+             bounds=(0.0, 1.0), steps: int = 100,
+             square_queries: int = 5000) -> Evaluation:
+  """Worst-case robust accuracy of logits_fn on (x, y) under an ensemble of attacks.
+
+  Args:
+    logits_fn: pure function, inputs [N, ...] -> logits [N, K], rows independent.
+    x: inputs [N, ...] (numpy or jax), floating, finite, inside `bounds`.
+    y: int labels [N] in [0, K).
+    key: jax.random key; attack a on batch b uses fold_in(key, b * len(attacks) + a).
+    eps: radius of the `norm` ball.
+    norm: "linf" | "l2" | "l1".
+    attacks: run in order, each on the inputs still robust. Names: "apgd-ce", "apgd-dlr",
+      "apgd-t" (targeted DLR over min(9, K - 1) classes), "square" (linf only); or callables
+      attack(logits_fn, x, y, *, key, eps, norm, bounds) -> AttackResult.
+    batch_size: inputs per batch; the still-robust inputs of a batch are padded to one of
+      batch_size / 1, 2, 4, 8 rows.
+    bounds: (lo, hi) box of valid inputs, or None.
+    steps: APGD iterations per run (AutoAttack: 100).
+    square_queries: Square Attack queries (AutoAttack: 5000).
+    APGD and Square run with host_loop=True (see `apgd`): evaluate itself is a Python loop.
+
+  Returns:
+    Evaluation with per-sample arrays, robust_accuracy and clean_accuracy.
+  """
+  x, y = np.asarray(x), np.asarray(y)
+  named = _named_attacks(norm, steps, square_queries)
+  names = tuple(a if isinstance(a, str) else getattr(a, "__name__", repr(a)) for a in attacks)
+  for a in attacks:
+    if isinstance(a, str):
+      label_checks.check_choice("attack", a, named)
+  _check(logits_fn, x, y, eps, norm, batch_size, bounds, names)
+  runs = [named[a] if isinstance(a, str) else a for a in attacks]
+  fn = as_pytree_fn(logits_fn)
+  n = x.shape[0]
+  clean_correct, robust = np.zeros(n, bool), np.zeros(n, bool)
+  broken_by = np.full(n, NOT_BROKEN, np.int32)
+  distance, margin = np.zeros(n, np.float32), np.zeros(n, np.float32)
+  x_adv, rejected = x.copy(), np.zeros(n, np.int32)
+  for b, first in enumerate(range(0, n, batch_size)):
+    rows = np.arange(first, min(first + batch_size, n))
+    correct, clean_margin = (np.asarray(v) for v in _clean(fn, x[rows], y[rows]))
+    clean_correct[rows], robust[rows], margin[rows] = correct, correct, clean_margin
+    for a, run in enumerate(runs):
+      todo = rows[robust[rows]]
+      if todo.size == 0:
+        break
+      padded = np.resize(todo, _bucket(todo.size, batch_size))
+      result: AttackResult = run(fn, x[padded], y[padded],
+                                 key=jax.random.fold_in(key, b * len(runs) + a), eps=eps,
+                                 norm=norm, bounds=bounds)
+      candidate = np.asarray(result.x_adv)[:todo.size]
+      claimed = np.asarray(result.success)[:todo.size]
+      adversarial, feasible, new_margin, new_distance = (np.asarray(v) for v in _verify_jit(
+          fn, x[todo], y[todo], candidate, eps, bounds, norm=norm))
+      rejected[todo] += claimed & ~adversarial
+      keep = adversarial | (feasible & (new_margin > margin[todo]))
+      kept = todo[keep]
+      x_adv[kept], margin[kept], distance[kept] = (candidate[keep], new_margin[keep],
+                                                   new_distance[keep])
+      broken = todo[adversarial]
+      robust[broken], broken_by[broken] = False, a
+  return Evaluation(names, clean_correct, robust, broken_by, distance, margin, x_adv, rejected)
