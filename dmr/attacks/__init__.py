@@ -6,17 +6,23 @@
   attacks.success_rate(r, correct)          # the paper's rate, averaged over restarts
   attacks.worst_case_success_rate(r, correct)   # an input counts when its x_adv fools
   attacks.latent_pgd(decode_fn, logits_fn, z, y, key=key, eps=0.3, box=(lo, hi))
+  r = attacks.apgd(logits_fn, x, y, key=key, eps=0.3, loss="dlr-targeted")   # APGD-T
+  ev = attacks.evaluate(logits_fn, x, y, key=key, eps=0.3)   # AutoAttack-style, re-verified
+  ev.robust_accuracy                        # worst case over the ensemble, per input
 
 A model is a traced argument: jax.tree_util.Partial(apply, params), or from_linen / from_nnx /
 from_equinox, reuse one compilation across new params; any other callable compiles per call.
 Every function works under jax.jit, jax.vmap and on sharded batches.
 """
 from dmr.attacks.adapters import from_equinox, from_linen, from_nnx
+from dmr.attacks.apgd import apgd
+from dmr.attacks.evaluate import Evaluation, evaluate
 from dmr.attacks.latent import LatentAttackResult, latent_pgd
 from dmr.attacks.losses import fools
 from dmr.attacks.metrics import robust_accuracy, success_rate, worst_case_success_rate
 from dmr.attacks.projected_gradient import AttackResult, pgd
 from dmr.attacks.spec import AttackSpec
+from dmr.attacks.square import square
 from dmr.attacks.projections import (clip_to_box, lp_norm, project_ball, project_l1,
                                      project_l2, project_linf, project_perturbation)
 
@@ -24,5 +30,5 @@ __all__ = [
     "AttackResult", "AttackSpec", "LatentAttackResult", "pgd", "latent_pgd", "success_rate",
     "worst_case_success_rate", "robust_accuracy", "fools", "from_linen", "from_nnx",
     "from_equinox", "lp_norm", "project_linf", "project_l2", "project_l1", "project_ball",
-    "clip_to_box", "project_perturbation",
+    "clip_to_box", "project_perturbation", "apgd", "square", "evaluate", "Evaluation",
 ]
