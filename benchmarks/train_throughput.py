@@ -25,10 +25,13 @@ import pinning  # noqa: E402
 
 CORES = pinning.pin_from_argv()
 
+import contextlib  # noqa: E402
+
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+import candidates  # noqa: E402
 from dmr.models import classifiers, vaegan as vaegan_models  # noqa: E402
 from dmr.train import optim, steps, vaegan as vaegan_training  # noqa: E402
 
@@ -61,11 +64,14 @@ def random_batches(batch: int):
   return [(x[i * batch:(i + 1) * batch], y[i * batch:(i + 1) * batch]) for i in range(BATCHES)]
 
 
-def jax_runner(step, state, batches, steps_per_run: int):
-  """run() doing `steps_per_run` steps of jit(step, donate state) on device-resident batches."""
+def jax_runner(step, state, batches, steps_per_run: int, tracing=contextlib.nullcontext):
+  """run() doing `steps_per_run` steps of jit(step, donate state) on device-resident batches;
+  the step is traced and compiled (one step) inside the context `tracing()`."""
   step = jax.jit(step, donate_argnums=(0,))
   batches = [(jnp.asarray(x), jnp.asarray(y), jnp.ones(len(x))) for x, y in batches]
-  holder = {"state": state, "step": 0}
+  with tracing():
+    state, _ = step(state, *batches[0], jax.random.key(0))
+  holder = {"state": state, "step": 1}
 
   def run():
     state = holder["state"]
@@ -114,13 +120,16 @@ def classifier_contenders(batches, steps_per_run: int) -> dict:
   model = classifiers.make_classifier("conv", 10)
   tx = optim.paper_adam(0.01, 0.95, steps_per_epoch=600)
   state = steps.init_state(model, tx, jax.random.key(0), IMAGE_SHAPE)
-  contenders = {"dmr": jax_runner(steps.make_train_step(model, tx), state, batches,
-                                  steps_per_run)}
+  runner = lambda model, **kw: jax_runner(steps.make_train_step(model, tx), state, batches,
+                                          steps_per_run, **kw)
+  contenders = {"dmr": runner(model)}
   if torch is not None:
     net = torch_twin.TorchConvClassifier(IMAGE_SHAPE, 10)
     cross_entropy = torch.nn.CrossEntropyLoss()
     contenders["torch"] = torch_runner(net, lambda net, x, y: cross_entropy(net(x), y),
                                        *torch_adam(net, 0.01, 0.95, 600), batches, steps_per_run)
+  contenders["candidate: im2col convs"] = runner(model, tracing=candidates.im2col_convs)
+  contenders["candidate: BatchNorm without mask"] = runner(candidates.ignore_mask(model))
   return contenders
 
 
@@ -128,14 +137,21 @@ def vaegan_contenders(batches, steps_per_run: int) -> dict:
   nets = vaegan_models.make_vaegan(IMAGE_SHAPE)
   tx = optim.paper_adam(VAEGAN["learning_rate"], VAEGAN["decay"], steps_per_epoch=600)
   state = vaegan_training.init_state(nets, tx, jax.random.key(0), IMAGE_SHAPE)
-  step = vaegan_training.make_train_step(nets, tx, VAEGAN["beta"], VAEGAN["gamma"])
-  contenders = {"dmr": jax_runner(step, state, batches, steps_per_run)}
+  runner = lambda nets, **kw: jax_runner(
+      vaegan_training.make_train_step(nets, tx, VAEGAN["beta"], VAEGAN["gamma"]), state,
+      batches, steps_per_run, **kw)
+  contenders = {"dmr": runner(nets)}
   if torch is not None:
     net = torch_twin.TorchVAEGAN(IMAGE_SHAPE)
     loss = lambda net, x, y: torch_twin.vaegan_loss(net, x, VAEGAN["beta"], VAEGAN["gamma"])
     contenders["torch"] = torch_runner(
         net, loss, *torch_adam(net, VAEGAN["learning_rate"], VAEGAN["decay"], 600), batches,
         steps_per_run)
+  contenders["candidate: im2col convs"] = runner(nets, tracing=candidates.im2col_convs)
+  unmasked = vaegan_models.VAEGAN(*(candidates.ignore_mask(getattr(nets, name))
+                                    for name in vaegan_training.NETWORKS))
+  contenders["candidate: im2col convs, no BN mask"] = runner(
+      unmasked, tracing=candidates.im2col_convs)
   return contenders
 
 
