@@ -66,8 +66,10 @@ def random_batches(batch: int):
 
 def jax_runner(step, state, batches, steps_per_run: int, tracing=contextlib.nullcontext):
   """run() doing `steps_per_run` steps of jit(step, donate state) on device-resident batches;
-  the step is traced and compiled (one step) inside the context `tracing()`."""
+  the step is traced and compiled (one step) inside the context `tracing()`. `state` is copied
+  (the step donates its state)."""
   step = jax.jit(step, donate_argnums=(0,))
+  state = jax.tree.map(jnp.copy, state)
   batches = [(jnp.asarray(x), jnp.asarray(y), jnp.ones(len(x))) for x, y in batches]
   with tracing():
     state, _ = step(state, *batches[0], jax.random.key(0))
