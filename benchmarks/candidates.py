@@ -9,6 +9,8 @@ beyond float rounding. They are prototypes for changes to dmr/models and dmr/tra
   [kh * kw * C, O]. Autodiff then gives matrix products for the kernel and input gradients too;
   XLA:CPU computes a conv's kernel gradient as a conv whose window is the whole output map
   (7x7 in the discriminator), several times slower than the same product as a GEMM.
+- `gemm_kernel_gradients()`: the same convs keep XLA's conv forward and input gradient; only the
+  kernel gradient is the patches' matrix product with the output gradient (a custom VJP).
 - `ignore_mask(model)`: BatchNorm without the padding mask (`mask=None`): every batch of the
   benchmark is full, so the step could pass the mask only when a batch has padding rows.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 
 import flax.linen as nn
 import jax
@@ -37,30 +40,73 @@ def _is_plain(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dim
           and layout == jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC))
 
 
-def im2col_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
-                dimension_numbers=None, feature_group_count=1, batch_group_count=1,
-                precision=None, preferred_element_type=None):
-  """lax.conv_general_dilated, as patches @ kernel for plain stride-1 VALID NHWC convs."""
-  if not _is_plain(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
-                   dimension_numbers, feature_group_count, batch_group_count):
+def patches(x, kh: int, kw: int):
+  """[B, H, W, C] -> [B, H - kh + 1, W - kw + 1, kh * kw * C]: the VALID windows, HWI order."""
+  rows, cols = x.shape[1] - kh + 1, x.shape[2] - kw + 1
+  return jnp.concatenate([x[:, i:i + rows, j:j + cols, :] for i in range(kh) for j in range(kw)],
+                         axis=-1)
+
+
+def im2col_conv(x, kernel):
+  """A stride-1 VALID NHWC/HWIO conv as patches @ kernel [kh * kw * C, O]."""
+  kh, kw, channels, features = kernel.shape
+  return jnp.dot(patches(x, kh, kw), kernel.reshape((kh * kw * channels, features)))
+
+
+def _lax_valid_conv(x, kernel):
+  return _LAX_CONV(x, kernel, (1, 1), "VALID", dimension_numbers=_NHWC)
+
+
+@jax.custom_vjp
+def gemm_kernel_gradient_conv(x, kernel):
+  """A stride-1 VALID NHWC/HWIO conv whose kernel gradient is a matrix product."""
+  return _lax_valid_conv(x, kernel)
+
+
+def _forward(x, kernel):
+  return _lax_valid_conv(x, kernel), (x, kernel)
+
+
+def _backward(residuals, g):
+  x, kernel = residuals
+  kh, kw, channels, features = kernel.shape
+  dx = jax.vjp(lambda x: _lax_valid_conv(x, kernel), x)[1](g)[0]
+  dkernel = jnp.einsum("bhwk,bhwo->ko", patches(x, kh, kw), g)
+  return dx, dkernel.reshape((kh, kw, channels, features))
+
+
+gemm_kernel_gradient_conv.defvjp(_forward, _backward)
+
+
+def _replacing_plain_convs(plain_conv):
+  """lax.conv_general_dilated, with plain_conv(x, kernel) for stride-1 VALID NHWC convs."""
+
+  def conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
+           dimension_numbers=None, feature_group_count=1, batch_group_count=1, precision=None,
+           preferred_element_type=None):
+    if _is_plain(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
+                 dimension_numbers, feature_group_count, batch_group_count):
+      return plain_conv(lhs, rhs)
     return _LAX_CONV(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
                      dimension_numbers, feature_group_count, batch_group_count, precision,
                      preferred_element_type)
-  kh, kw, channels, features = rhs.shape
-  rows, cols = lhs.shape[1] - kh + 1, lhs.shape[2] - kw + 1
-  patches = jnp.concatenate([lhs[:, i:i + rows, j:j + cols, :] for i in range(kh)
-                             for j in range(kw)], axis=-1)
-  return jnp.dot(patches, rhs.reshape((kh * kw * channels, features)), precision=precision)
+
+  return conv
 
 
 @contextlib.contextmanager
-def im2col_convs():
-  """Within the block, jax.lax.conv_general_dilated is `im2col_conv` (trace a step inside it)."""
-  jax.lax.conv_general_dilated = im2col_conv
+def _convs_replaced_by(plain_conv):
+  jax.lax.conv_general_dilated = _replacing_plain_convs(plain_conv)
   try:
     yield
   finally:
     jax.lax.conv_general_dilated = _LAX_CONV
+
+
+im2col_convs = functools.partial(_convs_replaced_by, im2col_conv)
+im2col_convs.__doc__ = "Within the block, plain convs are `im2col_conv` (trace a step inside it)."
+gemm_kernel_gradients = functools.partial(_convs_replaced_by, gemm_kernel_gradient_conv)
+gemm_kernel_gradients.__doc__ = "Within the block, plain convs are `gemm_kernel_gradient_conv`."
 
 
 @dataclasses.dataclass(frozen=True)

@@ -131,6 +131,8 @@ def classifier_contenders(batches, steps_per_run: int) -> dict:
     contenders["torch"] = torch_runner(net, lambda net, x, y: cross_entropy(net(x), y),
                                        *torch_adam(net, 0.01, 0.95, 600), batches, steps_per_run)
   contenders["candidate: im2col convs"] = runner(model, tracing=candidates.im2col_convs)
+  contenders["candidate: GEMM kernel gradients"] = runner(
+      model, tracing=candidates.gemm_kernel_gradients)
   contenders["candidate: BatchNorm without mask"] = runner(candidates.ignore_mask(model))
   return contenders
 
@@ -150,10 +152,8 @@ def vaegan_contenders(batches, steps_per_run: int) -> dict:
         net, loss, *torch_adam(net, VAEGAN["learning_rate"], VAEGAN["decay"], 600), batches,
         steps_per_run)
   contenders["candidate: im2col convs"] = runner(nets, tracing=candidates.im2col_convs)
-  unmasked = vaegan_models.VAEGAN(*(candidates.ignore_mask(getattr(nets, name))
-                                    for name in vaegan_training.NETWORKS))
-  contenders["candidate: im2col convs, no BN mask"] = runner(
-      unmasked, tracing=candidates.im2col_convs)
+  contenders["candidate: GEMM kernel gradients"] = runner(
+      nets, tracing=candidates.gemm_kernel_gradients)
   return contenders
 
 
