@@ -120,3 +120,29 @@ class ignore_mask:  # noqa: N801 (used like a function)
 
   def __getattr__(self, name):
     return getattr(self.model, name)
+
+
+@jax.custom_vjp
+def hwio_input_gradient_conv(x, kernel):
+  """A stride-1 VALID NHWC/HWIO conv whose input gradient convolves with the flipped kernel laid
+  out HWIO in memory (an optimization barrier keeps XLA from folding the transpose into the
+  conv's dimension numbers, which inside a while loop takes a slow conv path on XLA:CPU)."""
+  return _lax_valid_conv(x, kernel)
+
+
+def _forward_hwio(x, kernel):
+  return _lax_valid_conv(x, kernel), (x, kernel)
+
+
+def _backward_hwio(residuals, g):
+  x, kernel = residuals
+  kh, kw = kernel.shape[:2]
+  flipped = jax.lax.optimization_barrier(jnp.flip(kernel, (0, 1)).transpose((0, 1, 3, 2)))
+  padded = jnp.pad(g, ((0, 0), (kh - 1, kh - 1), (kw - 1, kw - 1), (0, 0)))
+  dkernel = jax.vjp(lambda k: _lax_valid_conv(x, k), kernel)[1](g)[0]
+  return _lax_valid_conv(padded, flipped), dkernel
+
+
+hwio_input_gradient_conv.defvjp(_forward_hwio, _backward_hwio)
+hwio_input_gradients = functools.partial(_convs_replaced_by, hwio_input_gradient_conv)
+hwio_input_gradients.__doc__ = "Within the block, plain convs are `hwio_input_gradient_conv`."
