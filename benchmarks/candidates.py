@@ -11,6 +11,10 @@ beyond float rounding. They are prototypes for changes to dmr/models and dmr/tra
   (7x7 in the discriminator), several times slower than the same product as a GEMM.
 - `gemm_kernel_gradients()`: the same convs keep XLA's conv forward and input gradient; only the
   kernel gradient is the patches' matrix product with the output gradient (a custom VJP).
+- `hwio_input_gradients()`: XLA's conv forward and kernel gradient; the input gradient convolves
+  the padded output gradient with the flipped kernel materialized in HWIO layout. Inside a
+  lax.while_loop (dmr's default attack loop) XLA:CPU otherwise runs the input-gradient conv with
+  an OI-swapped kernel layout about 7x slower than the same conv outside a loop.
 - `ignore_mask(model)`: BatchNorm without the padding mask (`mask=None`): every batch of the
   benchmark is full, so the step could pass the mask only when a batch has padding rows.
 """
