@@ -1,112 +1,187 @@
-"""Training throughput of dmr's jitted step against an equivalent PyTorch step, in one run.
+"""Training throughput of dmr's jitted steps against PyTorch twins, side by side at equal cores.
 
-Same model (the paper's conv classifier), optimizer (Adam 0.5/0.9, coupled L2 1e-4, per-batch
-exponential decay), batch size and data, both on the same CPU threads. Reports images/s and the
-ratio. Usage: python benchmarks/train_throughput.py [--steps 300] [--batch 100] [--repeats 5]
+  python benchmarks/train_throughput.py [--cores N] [--repeats 5] [--steps 50] [--vaegan-steps 2]
+                                        [--only classifier|vaegan]
+
+Two steps, each against a PyTorch twin doing the same work:
+- the paper's conv classifier (Fashion-MNIST, batch 100, Adam 0.5/0.9, coupled L2 1e-4,
+  per-batch exponential decay): dmr.train.steps.make_train_step vs benchmarks/torch_twin.py;
+- the VAE-GAN at paper width (64 channels, latent 10, beta 2.75, gamma 1, lr 0.005, batch 100):
+  dmr.train.vaegan.make_train_step vs torch_twin.TorchVAEGAN with the same losses.
+dmr's steps are jitted with the state donated, as dmr.train.loop runs them; torch runs eager with
+its default Adam. Without --cores the script runs once at 1 core and once at all cores (see
+benchmarks/pinning.py). Each run times `repeats` interleaved rounds after a warm-up and reports
+median images/s, cpu/wall and the ratio dmr / torch of median wall times.
 """
 from __future__ import annotations
 
 import argparse
-import os
-import statistics
-import time
+import pathlib
+import sys
 
-import jax
-import jax.numpy as jnp
-import numpy as np
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+sys.path.insert(1, str(pathlib.Path(__file__).resolve().parents[1]))
+import pinning  # noqa: E402
 
-from dmr.models import classifiers
-from dmr.train import optim, steps
+CORES = pinning.pin_from_argv()
+
+import contextlib  # noqa: E402
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+import candidates  # noqa: E402
+from dmr.models import classifiers, vaegan as vaegan_models  # noqa: E402
+from dmr.train import optim, steps, vaegan as vaegan_training  # noqa: E402
 
 try:
-  import torch
-except ImportError:
-  torch = None
+  import torch  # noqa: E402
+  import torch_twin  # noqa: E402
+except ImportError as error:  # torch is an optional extra: pip install -e .[bench]
+  torch, torch_twin, TORCH_ERROR = None, None, error
+
+IMAGE_SHAPE = (28, 28, 1)
+BATCHES = 20  # Distinct batches cycled through (random images: speed does not depend on them).
+VAEGAN = dict(beta=2.75, gamma=1.0, learning_rate=0.005, decay=0.9)
 
 
-def time_runs(run, repeats: int) -> float:
-  """Median seconds of run() over `repeats` calls after one warm-up call."""
-  run()
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    run()
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
+def parse_args():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--cores", type=int, help="pin to this many cores (default: 1, then all)")
+  parser.add_argument("--repeats", type=int, default=5)
+  parser.add_argument("--batch", type=int, default=100)
+  parser.add_argument("--steps", type=int, default=50, help="classifier steps per timed round")
+  parser.add_argument("--vaegan-steps", type=int, default=2, help="VAE-GAN steps per round")
+  parser.add_argument("--only", choices=("classifier", "vaegan"))
+  return parser.parse_args()
 
 
-def dmr_runner(x: np.ndarray, y: np.ndarray, steps_per_run: int, batch: int):
-  model = classifiers.make_classifier("conv", 10)
-  tx = optim.paper_adam(0.01, 0.95, steps_per_epoch=len(x) // batch)
-  state = steps.init_state(model, tx, jax.random.key(0), x.shape[1:])
-  step = jax.jit(steps.make_train_step(model, tx), donate_argnums=(0,))
-  batches = [(jnp.asarray(x[i * batch:(i + 1) * batch]), jnp.asarray(y[i * batch:(i + 1) * batch]))
-             for i in range(len(x) // batch)]
-  weight = jnp.ones(batch)
-  holder = {"state": state}
+def random_batches(batch: int):
+  rng = np.random.default_rng(0)
+  x = rng.uniform(size=(BATCHES * batch,) + IMAGE_SHAPE).astype(np.float32)
+  y = rng.integers(0, 10, BATCHES * batch).astype(np.int32)
+  return [(x[i * batch:(i + 1) * batch], y[i * batch:(i + 1) * batch]) for i in range(BATCHES)]
+
+
+def jax_runner(step, state, batches, steps_per_run: int, tracing=contextlib.nullcontext):
+  """run() doing `steps_per_run` steps of jit(step, donate state) on device-resident batches;
+  the step is traced and compiled (one step) inside the context `tracing()`. `state` is copied
+  (the step donates its state)."""
+  step = jax.jit(step, donate_argnums=(0,))
+  state = jax.tree.map(jnp.copy, state)
+  batches = [(jnp.asarray(x), jnp.asarray(y), jnp.ones(len(x))) for x, y in batches]
+  with tracing():
+    state, _ = step(state, *batches[0], jax.random.key(0))
+  holder = {"state": state, "step": 1}
 
   def run():
-    s = holder["state"]
-    for i in range(steps_per_run):
-      xb, yb = batches[i % len(batches)]
-      s, metrics = step(s, xb, yb, weight, jax.random.key(i))
+    state = holder["state"]
+    for _ in range(steps_per_run):
+      x, y, weight = batches[holder["step"] % len(batches)]
+      state, metrics = step(state, x, y, weight, jax.random.key(holder["step"]))
+      holder["step"] += 1
     jax.block_until_ready(metrics["loss"])
-    holder["state"] = s
+    holder["state"] = state
 
   return run
 
 
-def torch_runner(x: np.ndarray, y: np.ndarray, steps_per_run: int, batch: int):
-  import torch_twin as twin  # benchmarks/ is on sys.path when this file runs as a script.
-  net = twin.TorchConvClassifier(x.shape[1:], 10).train()
-  opt = torch.optim.Adam(net.parameters(), lr=0.01, betas=(0.5, 0.9), weight_decay=1e-4)
-  per_epoch = len(x) // batch
-  sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 0.95**(t / per_epoch))
-  xs = twin.to_torch_images(x)
-  ys = torch.from_numpy(y.astype(np.int64))
-  batches = [(xs[i * batch:(i + 1) * batch], ys[i * batch:(i + 1) * batch])
-             for i in range(per_epoch)]
-  loss_fn = torch.nn.CrossEntropyLoss()
+def torch_runner(net, loss_fn, optimizer, schedule, batches, steps_per_run: int):
+  """run() doing `steps_per_run` eager steps of loss_fn(net, x, y) on device-resident batches."""
+  device = pinning.torch_device(torch)
+  net.to(device).train()
+  batches = [(torch_twin.to_torch_images(x).to(device), torch.from_numpy(y).long().to(device))
+             for x, y in batches]
+  holder = {"step": 0}
 
   def run():
-    for i in range(steps_per_run):
-      xb, yb = batches[i % len(batches)]
-      opt.zero_grad(set_to_none=True)
-      loss = loss_fn(net(xb), yb)
-      loss.backward()
-      opt.step()
-      sched.step()
+    for _ in range(steps_per_run):
+      x, y = batches[holder["step"] % len(batches)]
+      optimizer.zero_grad(set_to_none=True)
+      loss_fn(net, x, y).backward()
+      optimizer.step()
+      schedule.step()
+      holder["step"] += 1
+    if device == "cuda":
+      torch.cuda.synchronize()
 
   return run
+
+
+def torch_adam(net, learning_rate: float, decay: float, steps_per_epoch: int):
+  """PyTorch's Adam (0.5, 0.9, coupled L2 1e-4) with dmr's per-batch exponential decay."""
+  optimizer = torch.optim.Adam(net.parameters(), lr=learning_rate, betas=(0.5, 0.9),
+                               weight_decay=1e-4)
+  schedule = torch.optim.lr_scheduler.LambdaLR(optimizer,
+                                               lambda t: decay**(t / steps_per_epoch))
+  return optimizer, schedule
+
+
+def classifier_contenders(batches, steps_per_run: int) -> dict:
+  model = classifiers.make_classifier("conv", 10)
+  tx = optim.paper_adam(0.01, 0.95, steps_per_epoch=600)
+  state = steps.init_state(model, tx, jax.random.key(0), IMAGE_SHAPE)
+  runner = lambda model, **kw: jax_runner(steps.make_train_step(model, tx), state, batches,
+                                          steps_per_run, **kw)
+  contenders = {"dmr": runner(model)}
+  if torch is not None:
+    net = torch_twin.TorchConvClassifier(IMAGE_SHAPE, 10)
+    cross_entropy = torch.nn.CrossEntropyLoss()
+    contenders["torch"] = torch_runner(net, lambda net, x, y: cross_entropy(net(x), y),
+                                       *torch_adam(net, 0.01, 0.95, 600), batches, steps_per_run)
+  contenders["candidate: im2col convs"] = runner(model, tracing=candidates.im2col_convs)
+  contenders["candidate: GEMM kernel gradients"] = runner(
+      model, tracing=candidates.gemm_kernel_gradients)
+  contenders["candidate: BatchNorm without mask"] = runner(candidates.ignore_mask(model))
+  return contenders
+
+
+def vaegan_contenders(batches, steps_per_run: int) -> dict:
+  nets = vaegan_models.make_vaegan(IMAGE_SHAPE)
+  tx = optim.paper_adam(VAEGAN["learning_rate"], VAEGAN["decay"], steps_per_epoch=600)
+  state = vaegan_training.init_state(nets, tx, jax.random.key(0), IMAGE_SHAPE)
+  runner = lambda nets, **kw: jax_runner(
+      vaegan_training.make_train_step(nets, tx, VAEGAN["beta"], VAEGAN["gamma"]), state,
+      batches, steps_per_run, **kw)
+  contenders = {"dmr": runner(nets)}
+  if torch is not None:
+    net = torch_twin.TorchVAEGAN(IMAGE_SHAPE)
+    loss = lambda net, x, y: torch_twin.vaegan_loss(net, x, VAEGAN["beta"], VAEGAN["gamma"])
+    contenders["torch"] = torch_runner(
+        net, loss, *torch_adam(net, VAEGAN["learning_rate"], VAEGAN["decay"], 600), batches,
+        steps_per_run)
+  contenders["candidate: im2col convs"] = runner(nets, tracing=candidates.im2col_convs)
+  contenders["candidate: GEMM kernel gradients"] = runner(
+      nets, tracing=candidates.gemm_kernel_gradients)
+  return contenders
+
+
+def report(title: str, timings: dict, images: int) -> None:
+  print(f"\n{title}: {images} images per round")
+  for name, (wall, cpu, utilization) in timings.items():
+    print(f"  {name:<34}{images / wall:>9.1f} images/s   cpu/wall {utilization:4.2f}")
+  if "torch" in timings:
+    for name, (wall, _, _) in timings.items():
+      if name != "torch":
+        print(f"  ratio {name} / torch: {timings['torch'][0] / wall:.2f}x")
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--steps", type=int, default=300)
-  parser.add_argument("--batch", type=int, default=100)
-  parser.add_argument("--repeats", type=int, default=5)
-  args = parser.parse_args()
-  threads = os.cpu_count()
-  rng = np.random.default_rng(0)
-  x = rng.uniform(size=(6000, 28, 28, 1)).astype(np.float32)
-  y = rng.integers(0, 10, 6000).astype(np.int32)
-  images = args.steps * args.batch
-  rows = [("dmr (jax.jit)", images / time_runs(dmr_runner(x, y, args.steps, args.batch),
-                                               args.repeats))]
+  args = parse_args()
+  if torch is not None:
+    pinning.size_torch_pools(torch, CORES)
+  print(pinning.describe(CORES, torch))
   if torch is None:
-    print("PyTorch is not installed: `make bench` installs it (pip install 'dmr[bench]'). "
-          "Only dmr's throughput is reported.")
-  else:
-    torch.set_num_threads(threads)
-    rows.append((f"PyTorch {torch.__version__} (eager)",
-                 images / time_runs(torch_runner(x, y, args.steps, args.batch), args.repeats)))
-  print(f"train step, paper conv classifier, batch {args.batch}, {args.steps} steps x "
-        f"{args.repeats} repeats (median), {threads} CPU threads, jax {jax.__version__} "
-        f"on {jax.devices()[0].platform}")
-  for name, rate in rows:
-    print(f"  {name:28s} {rate:10.0f} images/s")
-  if len(rows) == 2:
-    print(f"  ratio dmr / PyTorch: {rows[0][1] / rows[1][1]:.2f}x")
+    print(f"PyTorch is missing ({TORCH_ERROR}); `pip install -e .[bench]` adds the torch twins.")
+  batches = random_batches(args.batch)
+  groups = {"classifier": ("paper conv classifier train step", classifier_contenders, args.steps),
+            "vaegan": ("VAE-GAN train step, paper width", vaegan_contenders, args.vaegan_steps)}
+  for name, (title, contenders, steps_per_run) in groups.items():
+    if args.only in (None, name):
+      timings = pinning.interleaved_timings(contenders(batches, steps_per_run), args.repeats)
+      report(f"{title}, batch {args.batch}, median of {args.repeats} interleaved rounds",
+             timings, steps_per_run * args.batch)
 
 
 if __name__ == "__main__":
