@@ -318,3 +318,18 @@ def test_report_cli_merges_workdirs_and_rejects_missing_ones(tmp_path, capsys):
   with pytest.raises(SystemExit):
     report.main(["--workdirs", str(tmp_path / "nothing"), "--out", out])
   assert f"no results.json in {tmp_path}/nothing" in capsys.readouterr().err
+
+
+def test_rates_count_only_correct_and_evaluated_inputs(tmp_path):
+  # 4 attacked inputs, 2 restarts: input 0 misclassified (its "successes" must not count), input
+  # 3 left out of the on-manifold rate (|mu| > 2); the rest succeed on 1 of 2 restarts.
+  success = np.array([[1, 1, 0, 1], [1, 0, 1, 1]], bool)
+  counted = np.array([0, 1, 1, 1], bool)
+  arrays = {"test_correct": np.array([0, 1, 1, 1, 1], bool), "off_correct": counted,
+            "off_success": success, "on_learned_evaluated": np.array([1, 1, 1, 0], bool),
+            "on_learned_correct": counted, "on_learned_success": success}
+  model = report.Model({"variant": "normal", "n": 10, "seed": 0}, arrays)
+  values = {metric: report.measure([model], metric).value for metric in report.METRICS}
+  assert values == pytest.approx({
+      "test_error": 0.2, "off_manifold_success": 4 / 6, "off_manifold_success_any": 1.0,
+      "on_manifold_success": 0.5, "on_manifold_success_any": 1.0})
