@@ -376,7 +376,8 @@ def claim1(group: Group, chance: float) -> Claim:
               + _angle_text(group.manifold.get("local", {}))
               + f" (held: the share's interval above {_pct(CLAIM1_MIN_LEAVING)}% and above the "
                 "on-manifold perturbations')")
-  text = f"share {_share_text(share)} (threshold {_pct(CLAIM1_MIN_LEAVING)}%)"
+  text = (f"share {_share_text(share)} (threshold {_pct(CLAIM1_MIN_LEAVING)}%"
+          + (f", on-manifold perturbations {_rate_text(on)})" if on else ")"))
   ref = group.manifold.get("model")
   near = near_chance(group.models, [(ref["variant"], ref["n"])], chance) if ref else []
   if near:
@@ -417,19 +418,22 @@ def _angle_text(local: dict) -> str:
 
 
 def claim2(group: Group, chance: float) -> Claim:
-  """On-manifold success of the normal models, pooled over every N and seed."""
+  """On-manifold success of the normal models of the largest attacked N (the most accurate: if
+  on-manifold adversarial examples exist for them, they exist), pooled over its seeds."""
   figure = "on_manifold_success_vs_n.png"
-  normal = [m for m in group.models if m.record["variant"] == "normal"]
-  success = measure(normal, "on_manifold_success")
-  if success is None:
+  attacked = {n: ms for n, ms in by_setting(group.models, "normal").items()
+              if measure(ms, "on_manifold_success") is not None}
+  if not attacked:
     return Claim(2, Verdict(NOT_MEASURED, reason="no on-manifold attacks on normal models",
                             settle='add "attacks" to --config.stages and "normal" to '
                                    '--config.variants'))
-  evidence = (f"on-manifold attacks fool the normal models on {_rate_text(success)} of "
-              f"(input, restart) pairs, over {len(normal)} models (held: the interval above "
-              f"{_pct(CLAIM2_MIN_SUCCESS)}%)")
+  n, normal = max(attacked.items())
+  success = measure(normal, "on_manifold_success")
+  evidence = (f"on-manifold attacks fool the normal models of N={n} on {_rate_text(success)} "
+              f"of (input, restart) pairs, over {len(normal)} model{'s' * (len(normal) > 1)} "
+              f"(held: the interval above {_pct(CLAIM2_MIN_SUCCESS)}%)")
   text = f"success {_rate_text(success)} (threshold {_pct(CLAIM2_MIN_SUCCESS)}%)"
-  near = near_chance(group.models, [m.setting for m in normal], chance)
+  near = near_chance(group.models, [("normal", n)], chance)
   if near:
     return _near_chance_claim(2, near, chance, evidence, figure, text)
   verdict = _judge(success, CLAIM2_MIN_SUCCESS, True, "the on-manifold success",
@@ -734,9 +738,9 @@ def claim_lines(claims: list[Claim]) -> list[str]:
   lines = []
   for c in claims:
     v = c.verdict
+    body = f": {c.evidence}." if c.evidence else "."
     why = f" Why {v.status}: {v.reason}; to settle it: {v.settle}." if v.reason else ""
-    body = f" {c.evidence}." if c.evidence else ""
-    lines.append(f"{c.number}. {TITLES[c.number]}: **{v.status}**.{body}{why}")
+    lines.append(f"{c.number}. {TITLES[c.number]}: **{v.status}**{body}{why}")
   return lines
 
 

@@ -33,6 +33,8 @@ MUTATIONS = [
     Mutation("report_claim2_side", "claim 2 held when success lies below 5%", REPORT,
              'verdict = _judge(success, CLAIM2_MIN_SUCCESS, True,',
              'verdict = _judge(success, CLAIM2_MIN_SUCCESS, False,', TESTS),
+    Mutation("report_claim2_smallest_n", "claim 2 judged on the smallest N's models", REPORT,
+             "  n, normal = max(attacked.items())", "  n, normal = min(attacked.items())", TESTS),
     Mutation("report_claim3_error_sign", "claim 3 held when on-manifold training raises test "
              "error", REPORT, "per_n = [_judge(g, 0.0, False,", "per_n = [_judge(g, 0.0, True,",
              TESTS),
