@@ -291,11 +291,6 @@ def _more_data(interval: stats.Interval, threshold: float) -> str:
   return f" (about {math.ceil(factor)}x as many)" if factor > 1 else ""
 
 
-def _no_interval(evidence: str, number: int, figure: str, text: str) -> Claim:
-  return Claim(number, Verdict(INCONCLUSIVE, reason=NO_INTERVAL, settle=SETTLE_OUTCOMES),
-               evidence, figure, text)
-
-
 def _near_chance_claim(number: int, near: list[str], chance: float, evidence: str,
                        figure: str, text: str) -> Claim:
   return Claim(number, Verdict(INCONCLUSIVE, reason=(
@@ -365,10 +360,11 @@ def claim1(group: Group, chance: float) -> Claim:
     return Claim(1, Verdict(NOT_MEASURED, reason=f"no off-manifold share for the {kind} manifold",
                             settle='add "distances" to --config.stages'))
   random, on = _share(group.distances, f"{kind}_random_"), _share(group.distances, f"{kind}_on_")
+  references = [f"{label}: {_share_text(m)}" for label, m in
+                (("random directions", random), ("on-manifold perturbations", on)) if m]
   evidence = (f"{_share_text(share)} of the regular perturbations' squared norm leaves the "
               f"{kind} manifold"
-              + (f" (random directions: {_share_text(random)}" if random else " (")
-              + (f"; on-manifold perturbations: {_share_text(on)})" if on else ")")
+              + (f" ({'; '.join(references)})" if references else "")
               + (f"; mean distance to it {d['test_distance']:.3f} for test images, "
                  f"{d['off_adversarial_distance']:.3f} for regular and "
                  f"{d['on_adversarial_distance']:.3f} for on-manifold adversarial examples"
@@ -390,8 +386,6 @@ def claim1(group: Group, chance: float) -> Claim:
     detail = f" ({coarse})" if isinstance(coarse, str) else ""
     return Claim(1, Verdict(INCONCLUSIVE, share.interval, f"manifold fit too coarse{detail}",
                             settle_fit), evidence, figure, text)
-  if share.interval is None:
-    return _no_interval(evidence, 1, figure, text)
   if not 0.0 <= share.value <= 1.0:
     return Claim(1, Verdict(INCONCLUSIVE, share.interval,
                             "manifold fit too coarse: the share lies outside 0-100%", settle_fit),
@@ -699,12 +693,15 @@ def plot_examples(examples: dict[str, np.ndarray], path: str) -> Optional[str]:
 
 
 def _manifold_table(manifold: dict) -> str:
+  """Every number of results.json's manifold section; a share outside [0, 1] says why."""
   lines = ["| quantity | value |", "|---|---:|"]
   for group, values in sorted(manifold.items()):
     if isinstance(values, dict) and group != "model":
       for key, value in sorted(values.items()):
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-          lines.append(f"| {group}: {key} | {value:.4g} |")
+          note = (" (outside [0, 1]: projection error, see claim 1)"
+                  if key == "off_manifold_fraction" and not 0 <= value <= 1 else "")
+          lines.append(f"| {group}: {key} | {value:.4g}{note} |")
   return "\n".join(lines)
 
 

@@ -103,6 +103,8 @@ def test_claim1_share_outside_its_range_is_explained_not_judged(tmp_path):
   assert c["reason"] == "manifold fit too coarse: the share lies outside 0-100%"
   assert "--config.distances.projection_steps" in c["settle"]
   assert "-459.0% [" in c["evidence"] and "(outside 0-100%: the distances" in c["evidence"]
+  text = open(report.write_report(str(tmp_path), "fonts")).read()
+  assert "| true: off_manifold_fraction | -4.59 (outside [0, 1]: projection error" in text
 
 
 def test_claim1_near_chance_reference_model(tmp_path):
@@ -124,7 +126,8 @@ def test_claim1_not_measured_and_without_outcomes(tmp_path):
   c = claims(tmp_path)[1]  # an older workdir: the stored share, but no interval
   assert (c["verdict"], c["reason"], c["interval"]) == (stats.INCONCLUSIVE, report.NO_INTERVAL,
                                                         None)
-  assert c["evidence"].startswith("90.0% (no interval) of the regular perturbations")
+  assert c["evidence"].startswith("90.0% (no interval) of the regular perturbations' squared "
+                                  "norm leaves the learned manifold; mean distance to it 0.100")
 
 
 # ---- Claim 2 ------------------------------------------------------------------------------------
