@@ -6,12 +6,13 @@ interval reflects both the images and the seeds:
 
   rate_interval([errors_seed0, errors_seed1])            # a rate over images and seeds
   difference_interval(normal_errors, on_adv_errors)      # mean(b) - mean(a), paired over images
+  unpaired_difference_interval(success_small_n, success_large_n)   # mean(b) - mean(a), unpaired
   ratio_interval(numerators, denominators)               # sum(num) / sum(den) over images
 
 With one seed a rate gets Wilson's score interval from the pooled counts; with several seeds,
 and for differences and ratios, a two-level bootstrap: seeds resampled with replacement, then
-images resampled with replacement (the same image indices for both arms of a difference, since
-they are evaluated on the same test images).
+images resampled with replacement (the same image indices for both arms of a paired difference,
+since they are evaluated on the same test images).
 """
 from __future__ import annotations
 
@@ -82,20 +83,26 @@ def _percentile_interval(estimate: float, draws: np.ndarray, confidence: float) 
   return Interval(float(estimate), float(lo), float(hi))
 
 
-def _resampled_means(arrays: list[np.ndarray], rng: np.random.Generator, resamples: int,
-                     image_draws: list[np.ndarray] | None = None) -> np.ndarray:
-  """[resamples] means over a two-level resample (seeds, then images) of `arrays`."""
-  seeds = rng.integers(0, len(arrays), size=(resamples, len(arrays)))
-  out = np.empty(resamples)
-  for r in range(resamples):
-    total = count = 0.0
-    for s in seeds[r]:
-      a = arrays[s]
-      idx = (image_draws[r] if image_draws is not None else rng.integers(0, a.size, a.size))
-      total += a[idx].sum()
-      count += a.size
-    out[r] = total / count
-  return out
+def _seed_means(sums: np.ndarray, sizes: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+  """[R] pooled means of resampled seeds: sums[r, j, s] is the sum of seed s's image resample in
+  slot j of resample r ([R, J, S], or [R, 1, S] when every slot shares one image resample),
+  seeds [R, J] the seed drawn for each slot."""
+  r, j = np.ogrid[:seeds.shape[0], :seeds.shape[1]]
+  return sums[r, j if sums.shape[1] > 1 else 0, seeds].sum(1) / sizes[seeds].sum(1)
+
+
+def _resampled_means(arrays: list[np.ndarray], rng: np.random.Generator,
+                     resamples: int) -> np.ndarray:
+  """[resamples] means over a two-level resample (seeds, then images) of `arrays`. An image
+  resample's sum is drawn as a multinomial over the array's distinct values (exact, and cheap for
+  0/1 outcomes and shares of a few restarts)."""
+  k = len(arrays)
+  sums = np.empty((resamples, k, k))
+  for s, a in enumerate(arrays):
+    values, counts = np.unique(a, return_counts=True)
+    sums[:, :, s] = rng.multinomial(a.size, counts / a.size, size=(resamples, k)) @ values
+  sizes = np.array([a.size for a in arrays], np.float64)
+  return _seed_means(sums, sizes, rng.integers(0, k, size=(resamples, k)))
 
 
 def rate_interval(per_seed: Sequence, confidence: float = CONFIDENCE, resamples: int = RESAMPLES,
@@ -122,8 +129,26 @@ def difference_interval(a_per_seed: Sequence, b_per_seed: Sequence,
   if any(x.size != size for x in a + b):
     raise ValueError("a paired difference needs the same images in every seed of both arms")
   rng = np.random.default_rng(seed)
-  images = [rng.integers(0, size, size) for _ in range(resamples)]
-  draws = (_resampled_means(b, rng, resamples, images) - _resampled_means(a, rng, resamples, images))
+  sums_a, sums_b = [], []
+  for chunk in np.array_split(np.arange(resamples), max(1, resamples * size // 2_000_000)):
+    images = rng.integers(0, size, size=(chunk.size, size))
+    sums_a.append(np.stack([x[images].sum(1) for x in a], 1))
+    sums_b.append(np.stack([x[images].sum(1) for x in b], 1))
+  means = [_seed_means(np.concatenate(sums)[:, None], np.full(len(arms), float(size)),
+                       rng.integers(0, len(arms), size=(resamples, len(arms))))
+           for sums, arms in ((sums_a, a), (sums_b, b))]
+  estimate = np.concatenate(b).mean() - np.concatenate(a).mean()
+  return _percentile_interval(estimate, means[1] - means[0], confidence)
+
+
+def unpaired_difference_interval(a_per_seed: Sequence, b_per_seed: Sequence,
+                                 confidence: float = CONFIDENCE, resamples: int = RESAMPLES,
+                                 seed: int = 0) -> Interval:
+  """Interval of mean(b) - mean(a) when a and b hold outcomes on different images (e.g. the
+  correctly classified ones of different models): each arm resampled on its own."""
+  a, b = _as_seed_arrays(a_per_seed), _as_seed_arrays(b_per_seed)
+  rng = np.random.default_rng(seed)
+  draws = _resampled_means(b, rng, resamples) - _resampled_means(a, rng, resamples)
   estimate = np.concatenate(b).mean() - np.concatenate(a).mean()
   return _percentile_interval(estimate, draws, confidence)
 

@@ -13,8 +13,8 @@ It runs in three steps, each process logging to WORKDIR/logs/<name>.log:
   2. the jobs, at most --jobs at a time, in the order variant, N, seed (job index 0, 1, ...);
   3. once every job succeeded, one run of the config's remaining stages over all models (e.g.
      attacks, distances, report; finished work is skipped), unless --no-final.
-Then it prints a summary: jobs ok and failed, times, where the results are, and the last log
-lines of every failed job. Rerunning the same command skips finished models and resumes
+Then it prints a summary: jobs ok and failed, times, where the results are, the verdict of each
+claim (once the report stage ran), and the last log lines of every failed job. Rerunning the same command skips finished models and resumes
 unfinished ones; results.json is merged under a file lock, so the processes share the workdir.
 
 Options (defaults come from the config):
@@ -27,6 +27,9 @@ Options (defaults come from the config):
   --stages=a,b             stages of every job (default: classifiers)
   --no-final               skip step 3
   --dry-run                print the commands instead of running them
+  --merge-with=DIR,...     workdirs of the same config swept elsewhere (other seeds, machines):
+                           after the sweep, one report over all of them into WORKDIR/report-merged,
+                           its intervals recomputed from every model's per-image outcomes
   --config.x=y             any other config override, passed to every process;
                            --config.stages=... sets the stages of the whole sweep
   (Slurm, see launch/slurm_array.sh) --plan, --job-index=I, --only=manifolds|final
@@ -48,6 +51,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from dmr import config as dmr_config
+from dmr import report, results
 
 # Config fields every command sets itself: the sweep's options set them, not --config.x=y.
 SWEPT_FIELDS = {"variants": "--variants", "training_sizes": "--sizes", "seed": "--seeds",
@@ -72,6 +76,8 @@ class Sweep:
   first_stages: tuple[str, ...]  # run once before the jobs: () or ("manifolds",)
   final_stages: tuple[str, ...]  # run once after the jobs: () to skip
   shared_args: tuple[str, ...]  # --config=... and the pass-through overrides
+  dataset: str = "fashion_mnist"
+  merge_with: tuple[str, ...] = ()  # other workdirs merged into WORKDIR/report-merged
 
 
 def comma_list(item_type):
@@ -94,6 +100,8 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
                       help="stages of every job (default: classifiers)")
   parser.add_argument("--no-final", action="store_true", help="skip the final run")
   parser.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+  parser.add_argument("--merge-with", type=comma_list(str), default=(),
+                      help="workdirs swept elsewhere, merged into WORKDIR/report-merged")
   parser.add_argument("--plan", action="store_true",
                       help='print "<jobs> <manifolds first: 0|1> <final run: 0|1> <workdir>"')
   parser.add_argument("--job-index", type=int, help="run only job I (a Slurm array task)")
@@ -143,8 +151,12 @@ def plan_sweep(args: argparse.Namespace, overrides: list[str]) -> Sweep:
   final = tuple(s for s in config.stages if s not in args.stages + first)
   shared = (f"--config={args.config}",) + tuple(
       o for o in overrides if not o.startswith("--config.stages="))
+  missing = [w for w in args.merge_with if not os.path.exists(results.path(w))]
+  if missing:
+    raise ValueError(f"--merge-with: no results.json in {', '.join(missing)}")
   return Sweep(os.path.abspath(args.workdir), variants, tuple(swept.training_sizes), seeds,
-               tuple(args.stages), first, () if args.no_final else final, shared)
+               tuple(args.stages), first, () if args.no_final else final, shared,
+               config.dataset, tuple(os.path.abspath(w) for w in args.merge_with))
 
 
 def tuple_literal(values) -> str:
@@ -235,15 +247,35 @@ def print_summary(sweep: Sweep, jobs: list[Outcome], runs: list[Outcome], second
   for o in runs:
     print(f"  {o.job.name} run: {'ok' if o.returncode == 0 else 'FAILED'} in {o.seconds:.0f} s")
   print(f"Results: {os.path.join(sweep.workdir, 'results.json')}")
-  report = os.path.join(sweep.workdir, "report", "report.md")
-  if os.path.exists(report):
-    print(f"Report:  {report}")
+  report_path = os.path.join(sweep.workdir, "report", "report.md")
+  if os.path.exists(report_path):
+    print(f"Report:  {report_path}")
   print(f"Logs:    {os.path.join(sweep.workdir, 'logs')}")
+  if os.path.exists(os.path.join(sweep.workdir, "report", "claims.json")) or sweep.merge_with:
+    print_claims(sweep)
   for o in failed:
     path = log_path(sweep.workdir, o.job)
     print(f"\n{o.job.name} failed (exit {o.returncode}); the end of {path}:\n{log_tail(path)}")
   if failed:
     print("Rerun the same command to retry: finished models are skipped.")
+
+
+def print_claims(sweep: Sweep) -> None:
+  """The claims' verdicts of the sweep's report, or of a report over the sweep's workdir and the
+  --merge-with workdirs, written into WORKDIR/report-merged."""
+  out = os.path.join(sweep.workdir, "report")
+  if sweep.merge_with:
+    workdirs = [sweep.workdir, *sweep.merge_with]
+    out = os.path.join(sweep.workdir, "report-merged")
+    print(f"Merged report of {len(workdirs)} workdirs: "
+          f"{report.write_report(workdirs, sweep.dataset, out=out)}")
+  with open(os.path.join(out, "claims.json")) as f:
+    groups = json.load(f)["groups"]
+  for group in groups:
+    if len(groups) > 1:
+      print(f"  config {group['fingerprint']}:")
+    for c in group["claims"]:
+      print(f"  claim {c['claim']}: {c['verdict']}" + (f" ({c['reason']})" if c["reason"] else ""))
 
 
 def print_dry_run(sweep: Sweep, concurrency: int) -> None:

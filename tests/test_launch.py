@@ -176,3 +176,20 @@ def test_tpu_pod_copy_mode_copies_the_checkout(no_cluster_tools):
 def test_script_help_documents_its_arguments(name):
   out = run_script(name, "--help")
   assert out.splitlines()[0] and "Usage" in out and "--dry-run" in out
+
+
+def test_sweep_summary_merges_workdirs_swept_elsewhere(tmp_path, capsys):
+  from tests.test_report import full_run
+  here, there = tmp_path / "here", tmp_path / "there"
+  full_run(here, (0, 1))
+  full_run(there, (2,))
+  plan = sweep.Sweep(str(here), ("normal", "on_adv_learned"), (500, 2000), (0, 1),
+                     ("classifiers",), (), (), (), "fashion_mnist", (str(there),))
+  sweep.print_summary(plan, [], [], seconds=1.0)
+  printed = capsys.readouterr().out
+  assert f"Merged report of 2 workdirs: {here}/report-merged/report.md" in printed
+  # Seeds 0, 1 here and 2 there: three models per setting, so claim 3 is settled.
+  assert "  claim 1: held\n  claim 2: held\n  claim 3: held\n  claim 4: not measured" in printed
+  out = run_sweep(SMOKE, f"--workdir={tmp_path}", f"--merge-with={tmp_path}/nowhere", "--plan",
+                  check=False)
+  assert out.returncode != 0 and f"--merge-with: no results.json in {tmp_path}/nowhere" in out.stderr

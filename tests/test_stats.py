@@ -88,3 +88,23 @@ def test_decide_has_three_outcomes(lo, hi, held_above, status):
   assert (v.reason != "") == (status == stats.INCONCLUSIVE)
   if status == stats.INCONCLUSIVE:
     assert "contains 0" in v.reason and v.settle == "more seeds"
+
+
+def test_unpaired_difference_interval_resamples_each_arm_alone():
+  rng = np.random.default_rng(2)
+  a = [(rng.random(1000) < 0.4).astype(float) for _ in range(2)]
+  unpaired = stats.unpaired_difference_interval(a, a)
+  assert unpaired.estimate == 0 and unpaired.lo < -0.02 and unpaired.hi > 0.02
+  b = [(rng.random(800) < 0.2).astype(float) for _ in range(2)]  # other images, fewer of them
+  d = stats.unpaired_difference_interval(a, b)
+  assert d.estimate == pytest.approx(np.concatenate(b).mean() - np.concatenate(a).mean())
+  assert -0.25 < d.lo < d.hi < -0.15
+
+
+def test_rate_interval_of_fractional_outcomes_matches_the_normal_approximation():
+  # Shares of 2 restarts (0, 0.5, 1) on 5000 images of one seed: the bootstrap interval is
+  # mean +- 1.96 sd / sqrt(n) up to resampling noise.
+  x = np.random.default_rng(3).choice([0.0, 0.5, 1.0], size=5000, p=[0.6, 0.25, 0.15])
+  i = stats.rate_interval([x])
+  half = 1.96 * x.std() / np.sqrt(x.size)
+  assert (i.lo, i.hi) == pytest.approx((x.mean() - half, x.mean() + half), abs=0.003)

@@ -1,0 +1,341 @@
+"""Claim verdicts on synthetic workdirs whose truth is known: every branch of every claim (held,
+not held, inconclusive for each reason, not measured), the report's summary and ranges, and
+merged workdirs giving the verdicts of one run with all models."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from dmr import outcomes, report, results, stats
+
+TEST, ATTACKED, RESTARTS = 1000, 300, 2
+
+
+def flags(rate: float, size: int, rng) -> np.ndarray:
+  """A bool array of `size` with exactly round(rate * size) True entries at random places."""
+  out = np.zeros(size, bool)
+  out[rng.permutation(size)[:round(rate * size)]] = True
+  return out
+
+
+def add_model(workdir, variant, n, seed, wrong, *, off=None, on=None, kind="learned",
+              fingerprint="f1", rng=None, stored_only=False):
+  """A model whose test images `wrong` (bool [TEST], or a rate) are misclassified, whose regular
+  attack succeeds on a share `off` and on-manifold attack on a share `on` of (input, restart)
+  pairs of the correctly classified attacked images."""
+  rng = rng or np.random.default_rng(hash((variant, n, seed)) % 2**32)
+  wrong = flags(wrong, TEST, rng) if np.isscalar(wrong) else wrong
+  arrays = {"test_correct": ~wrong}
+  fields = {"test_error": float(wrong.mean()), "fingerprint": fingerprint}
+  if off is not None:
+    success = flags(off, RESTARTS * ATTACKED, rng).reshape(RESTARTS, ATTACKED)
+    arrays.update(off_correct=np.ones(ATTACKED, bool), off_success=success)
+    fields.update(off_manifold_success=off, off_manifold_correct=ATTACKED)
+  if on is not None:
+    success = flags(on, RESTARTS * ATTACKED, rng).reshape(RESTARTS, ATTACKED)
+    arrays.update({f"on_{kind}_evaluated": np.ones(ATTACKED, bool),
+                   f"on_{kind}_correct": np.ones(ATTACKED, bool), f"on_{kind}_success": success})
+    fields.update(on_manifold_success=on, on_manifold_correct=ATTACKED)
+  if not stored_only:
+    directory = os.path.join("models", variant, f"n{n}", f"seed{seed}")
+    outcomes.save(os.path.join(workdir, directory), **arrays)
+    fields["outcomes"] = os.path.join(directory, outcomes.FILENAME)
+  results.update_record(workdir, variant, n, seed, **fields)
+
+
+def add_distances(workdir, share, on_share, *, kind="learned", images=400, noise=0.05,
+                  seed=0, model=("normal", 2000, 0), **manifold_fields):
+  """Claim-1 measurements: per-image perturbations of squared norm ~1 of which a share `share`
+  (on-manifold perturbations: `on_share`; random directions: 0.97) leaves the manifold."""
+  rng = np.random.default_rng(seed)
+  arrays = {}
+  for prefix, s in (("", share), ("random_", 0.97), ("on_", on_share)):
+    total = rng.uniform(0.5, 1.5, images)
+    arrays[f"{kind}_{prefix}perturbation_sq"] = total
+    arrays[f"{kind}_{prefix}leaving_sq"] = total * (s + noise * rng.standard_normal(images))
+  outcomes.save(os.path.join(workdir, "distances"), **arrays)
+  results.update_manifold(workdir, model=results.model_key(*model), **{kind: {
+      "test_distance": 0.1, "off_adversarial_distance": 0.3, "on_adversarial_distance": 0.12,
+      "off_manifold_fraction": share, **manifold_fields}})
+
+
+def claims(workdir, dataset="fashion_mnist"):
+  return {c["claim"]: c for c in report.claims_summary(str(workdir), dataset)}
+
+
+# ---- Claim 1 ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("share, on_share, noise, images, status, reason", [
+    (0.85, 0.2, 0.05, 400, stats.HELD, ""),
+    (0.3, 0.1, 0.05, 400, stats.NOT_HELD, ""),                # below the 50% threshold
+    (0.7, 0.95, 0.05, 400, stats.NOT_HELD, ""),               # below the on-manifold reference
+    (0.52, 0.1, 0.5, 30, stats.INCONCLUSIVE, "contains 0.5"),  # straddles the threshold
+    (0.75, 0.74, 0.3, 60, stats.INCONCLUSIVE, "intervals overlap"),
+])
+def test_claim1_verdict_follows_the_share_and_its_references(tmp_path, share, on_share, noise,
+                                                             images, status, reason):
+  add_model(tmp_path, "normal", 2000, 0, 0.15)
+  add_distances(tmp_path, share, on_share, noise=noise, images=images)
+  c = claims(tmp_path)[1]
+  assert c["verdict"] == status, c
+  assert reason in c["reason"]
+  d = outcomes.load(os.path.join(tmp_path, "distances"))
+  ratio = d["learned_leaving_sq"].sum() / d["learned_perturbation_sq"].sum()
+  assert c["interval"]["estimate"] == pytest.approx(ratio)
+
+
+def test_claim1_inconclusive_when_the_fit_is_too_coarse(tmp_path):
+  add_model(tmp_path, "normal", 2000, 0, 0.15)
+  add_distances(tmp_path, 0.85, 0.2, fit_too_coarse="d(x) 0.41 against ||delta|| 0.3")
+  c = claims(tmp_path)[1]
+  assert (c["verdict"], c["reason"]) == (
+      stats.INCONCLUSIVE, "manifold fit too coarse (d(x) 0.41 against ||delta|| 0.3)")
+  assert "--config.vaegan.epochs" in c["settle"]
+
+
+def test_claim1_share_outside_its_range_is_explained_not_judged(tmp_path):
+  add_model(tmp_path, "normal", 2000, 0, 0.15)
+  add_distances(tmp_path, -4.59, 0.2, kind="true")
+  c = claims(tmp_path, "fonts")[1]
+  assert c["verdict"] == stats.INCONCLUSIVE
+  assert c["reason"] == "manifold fit too coarse: the share lies outside 0-100%"
+  assert "--config.distances.projection_steps" in c["settle"]
+  assert "-459.0% [" in c["evidence"] and "(outside 0-100%: the distances" in c["evidence"]
+  text = open(report.write_report(str(tmp_path), "fonts")).read()
+  assert "| true: off_manifold_fraction | -4.59 (outside [0, 1]: projection error" in text
+
+
+def test_claim1_near_chance_reference_model(tmp_path):
+  add_model(tmp_path, "normal", 2000, 0, 0.88)
+  add_distances(tmp_path, 0.85, 0.2)
+  c = claims(tmp_path)[1]
+  assert c["verdict"] == stats.INCONCLUSIVE
+  assert c["reason"].startswith("models near chance (test error 90%): normal N=2000 (88.0% [")
+  assert c["settle"] == report.SETTLE_CHANCE
+
+
+def test_claim1_not_measured_and_without_outcomes(tmp_path):
+  add_model(tmp_path, "normal", 2000, 0, 0.15)
+  assert claims(tmp_path)[1]["verdict"] == stats.NOT_MEASURED
+  results.update_manifold(tmp_path, model=results.model_key("normal", 2000, 0),
+                          learned={"off_manifold_fraction": 0.9, "test_distance": 0.1,
+                                   "off_adversarial_distance": 0.3,
+                                   "on_adversarial_distance": 0.1})
+  c = claims(tmp_path)[1]  # an older workdir: the stored share, but no interval
+  assert (c["verdict"], c["reason"], c["interval"]) == (stats.INCONCLUSIVE, report.NO_INTERVAL,
+                                                        None)
+  assert c["evidence"].startswith("90.0% (no interval) of the regular perturbations' squared "
+                                  "norm leaves the learned manifold; mean distance to it 0.100")
+
+
+# ---- Claim 2 ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("on, status", [
+    (0.3, stats.HELD), (0.01, stats.NOT_HELD), (0.055, stats.INCONCLUSIVE)])
+def test_claim2_verdict_follows_the_success_interval(tmp_path, on, status):
+  for n in (500, 2000):
+    add_model(tmp_path, "normal", n, 0, 0.2, on=on)
+  c = claims(tmp_path)[2]
+  assert c["verdict"] == status, c
+  assert c["interval"]["estimate"] == pytest.approx(on)
+  if status == stats.INCONCLUSIVE:
+    assert c["reason"].startswith("the 95% interval of the on-manifold success [")
+    assert c["settle"].startswith("more attacked images: a larger "
+                                  "--config.on_manifold_attack.num_test (about ")
+
+
+def test_claim2_near_chance_not_measured_and_stored_only(tmp_path):
+  add_model(tmp_path, "normal", 500, 0, 0.2)
+  assert claims(tmp_path)[2]["verdict"] == stats.NOT_MEASURED
+  add_model(tmp_path, "normal", 200, 0, 0.87, on=0.6)
+  add_model(tmp_path, "normal", 500, 0, 0.2, on=0.3)
+  c = claims(tmp_path)[2]
+  assert c["verdict"] == stats.HELD  # N=500 decides: the largest N, whose models learned
+  add_model(tmp_path, "normal", 1000, 0, 0.87, on=0.6)
+  c = claims(tmp_path)[2]
+  assert c["verdict"] == stats.INCONCLUSIVE and "normal N=1000 (87.0% [" in c["reason"]
+  stored = tmp_path / "stored"
+  add_model(stored, "normal", 500, 0, 0.2, on=0.3, stored_only=True)
+  c = claims(stored)[2]
+  assert (c["verdict"], c["reason"]) == (stats.INCONCLUSIVE, report.NO_INTERVAL)
+  assert c["interval_text"] == "success 30.0% (no interval) (threshold 5.0%)"
+
+
+# ---- Claim 3 ------------------------------------------------------------------------------------
+
+
+def add_claim3_models(workdir, seeds, error_change, on_small, on_large, fingerprint="f1"):
+  """normal and on_adv_learned models at N = 500 and 2000 on the same test images: on_adv
+  changes the normal model's test error by `error_change` (fixing or adding errors), and the
+  normal models' on-manifold success is on_small at N=500 and on_large at N=2000."""
+  for n, base, on in ((500, 0.3, on_small), (2000, 0.15, on_large)):
+    for seed in seeds:
+      rng = np.random.default_rng(1000 * n + seed)
+      wrong = flags(base, TEST, rng)
+      change = flags(abs(error_change) / (base if error_change < 0 else 1 - base), TEST, rng)
+      adv = wrong & ~change if error_change < 0 else wrong | (change & ~wrong)
+      add_model(workdir, "normal", n, seed, wrong, on=on, rng=rng, fingerprint=fingerprint)
+      add_model(workdir, "on_adv_learned", n, seed, adv, on=on, rng=rng, fingerprint=fingerprint)
+
+
+@pytest.mark.parametrize("change, on_small, on_large, status", [
+    (-0.06, 0.4, 0.1, stats.HELD),
+    (+0.06, 0.4, 0.1, stats.NOT_HELD),      # on-manifold training hurts
+    (-0.06, 0.1, 0.4, stats.NOT_HELD),      # more data raises on-manifold success
+    (0.0, 0.4, 0.1, stats.INCONCLUSIVE),    # (b) held, but no change in test error at any N
+])
+def test_claim3_verdict_with_three_seeds(tmp_path, change, on_small, on_large, status):
+  add_claim3_models(tmp_path, (0, 1, 2), change, on_small, on_large)
+  c = claims(tmp_path)[3]
+  assert c["verdict"] == status, c
+
+
+def test_claim3_without_any_effect_is_inconclusive(tmp_path):
+  add_claim3_models(tmp_path, (0, 1, 2), 0.0, 0.2, 0.2)
+  c = claims(tmp_path)[3]
+  assert c["verdict"] == stats.INCONCLUSIVE
+  assert c["reason"].startswith("the 95% interval of the test error change at N=500 [")
+  assert c["settle"].startswith("more models per setting: --config.models_per_size=5")
+
+
+def test_claim3_one_seed_is_too_few_even_with_a_clear_interval(tmp_path):
+  add_claim3_models(tmp_path, (0,), -0.06, 0.4, 0.1)
+  c = claims(tmp_path)[3]
+  assert c["verdict"] == stats.INCONCLUSIVE
+  assert c["reason"].startswith("too few seeds: 1 model per setting")
+  assert c["settle"] == report.SETTLE_SEEDS
+  assert c["interval"]["hi"] < 0  # the interval alone would have said held
+
+
+def test_claim3_not_measured_and_near_chance(tmp_path):
+  add_model(tmp_path, "normal", 500, 0, 0.2)
+  c = claims(tmp_path)[3]
+  assert c["verdict"] == stats.NOT_MEASURED and "on_adv_learned" in c["settle"]
+  for seed in (0, 1):
+    add_model(tmp_path, "on_adv_learned", 500, seed, 0.9)
+    add_model(tmp_path, "normal", 500, seed, 0.89)
+  c = claims(tmp_path)[3]
+  assert c["verdict"] == stats.INCONCLUSIVE and c["reason"].startswith("models near chance")
+
+
+# ---- Claim 4 ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("robust_error, off, status", [
+    (0.11, 0.1, stats.HELD), (0.25, 0.1, stats.NOT_HELD), (0.11, 0.9, stats.NOT_HELD),
+    (0.11, 0.5, stats.INCONCLUSIVE)])
+def test_claim4_verdict_needs_both_gap_and_success(tmp_path, robust_error, off, status):
+  rng = np.random.default_rng(4)
+  order = rng.permutation(TEST)  # off_adv misclassifies what normal does, and more
+  wrong, robust_wrong = np.zeros(TEST, bool), np.zeros(TEST, bool)
+  wrong[order[:100]], robust_wrong[order[:round(robust_error * TEST)]] = True, True
+  add_model(tmp_path, "normal", 1000, 0, wrong, off=0.95, on=0.3, kind="true", rng=rng)
+  add_model(tmp_path, "off_adv", 1000, 0, robust_wrong, off=off, on=0.3, kind="true", rng=rng)
+  c = claims(tmp_path, "fonts")[4]
+  assert c["verdict"] == status, c
+  assert c["interval_text"].startswith(f"gap {100 * (robust_error - 0.1):+.1f} points [")
+
+
+def test_claim4_is_checked_on_the_known_manifold_only(tmp_path):
+  add_model(tmp_path, "normal", 1000, 0, 0.1, off=0.9, on=0.3)
+  add_model(tmp_path, "off_adv", 1000, 0, 0.11, off=0.1, on=0.3)
+  c = claims(tmp_path)[4]
+  assert (c["verdict"], c["reason"]) == (stats.NOT_MEASURED,
+                                         "checked on FONTS only, whose manifold is known")
+  fonts = tmp_path / "fonts"
+  add_model(fonts, "normal", 1000, 0, 0.1, off=0.9, on=0.3, kind="true")
+  assert claims(fonts, "fonts")[4]["verdict"] == stats.NOT_MEASURED  # no off_adv model
+  add_model(fonts, "off_adv", 1000, 0, 0.88, off=0.1, on=0.3, kind="true")
+  assert claims(fonts, "fonts")[4]["reason"].startswith("models near chance")
+
+
+# ---- The report and merged workdirs ------------------------------------------------------------
+
+
+def full_run(workdir, seeds, fingerprint="f1"):
+  add_claim3_models(workdir, seeds, -0.06, 0.4, 0.1, fingerprint)
+  if 0 in seeds:
+    add_distances(workdir, 0.85, 0.2)
+
+
+def test_merged_workdirs_give_the_verdicts_of_one_run(tmp_path):
+  full_run(tmp_path / "single", (0, 1, 2))
+  full_run(tmp_path / "a", (0, 1))
+  full_run(tmp_path / "b", (2,))
+  add_distances(tmp_path / "b", 0.3, 0.2, model=("normal", 2000, 2))  # not the reference model
+  full_run(tmp_path / "c", (1,))  # duplicates of models in a: counted once
+  single = report.write_report(str(tmp_path / "single"), "fashion_mnist")
+  merged = report.write_report([str(tmp_path / w) for w in "abc"], "fashion_mnist",
+                               out=str(tmp_path / "merged"))
+  load = lambda p: json.load(open(os.path.join(os.path.dirname(p), "claims.json")))["groups"]
+  (one,), (many,) = load(single), load(merged)
+  assert many["claims"] == one["claims"] and many["models"] == one["models"] == 12
+  assert [c["verdict"] for c in one["claims"]] == [stats.HELD, stats.HELD, stats.HELD,
+                                                    stats.NOT_MEASURED]
+  assert "4 records of models already read from an earlier workdir were skipped" in open(
+      merged).read()
+
+
+def test_different_fingerprints_are_reported_apart(tmp_path):
+  full_run(tmp_path / "a", (0, 1, 2), fingerprint="aaa")
+  full_run(tmp_path / "b", (0, 1, 2), fingerprint="bbb")
+  path = report.write_report([str(tmp_path / "a"), str(tmp_path / "b")], "fashion_mnist",
+                             out=str(tmp_path / "out"))
+  text = open(path).read()
+  assert "come from 2 different configs (fingerprints aaa, bbb)" in text
+  assert "## Group 1: config fingerprint aaa, 12 models" in text
+  assert "## Group 2: config fingerprint bbb, 12 models" in text
+  groups = json.load(open(tmp_path / "out" / "claims.json"))["groups"]
+  assert [g["models"] for g in groups] == [12, 12]
+  assert os.path.exists(tmp_path / "out" / "test_error_vs_n_2.png")
+
+
+def test_report_opens_with_the_summary_and_what_the_scale_settles(tmp_path):
+  add_claim3_models(tmp_path, (0,), -0.06, 0.4, 0.1)
+  add_distances(tmp_path, 0.85, 0.2)
+  text = open(report.write_report(str(tmp_path), "fashion_mnist")).read()
+  lines = text.splitlines()
+  table = lines.index("| claim | verdict | 95% interval | figure |")
+  assert table < 8
+  assert lines[table + 2].startswith(
+      "| 1. Regular adversarial examples leave the manifold | **held** | share 85")
+  assert lines[table + 2].endswith("| [off_manifold_share.png](off_manifold_share.png) |")
+  assert "This run's scale settles claims 1 and 2." in text
+  assert ("- Claim 3 is inconclusive: too few seeds: 1 model per setting, so the interval "
+          "covers the test images but not the spread between training runs; to settle it: "
+          + report.SETTLE_SEEDS) in text
+  assert "- Claim 4 is not measured: checked on FONTS only" in text
+  assert "3. On-manifold adversarial examples are generalization errors: **inconclusive**: " in text
+  for figure in ("off_manifold_share.png", "test_error_vs_n.png", "distances.png"):
+    assert os.path.exists(tmp_path / "report" / figure)
+
+
+def test_report_cli_merges_workdirs_and_rejects_missing_ones(tmp_path, capsys):
+  full_run(tmp_path / "a", (0, 1))
+  full_run(tmp_path / "b", (2,))
+  results.write_json_atomic(str(tmp_path / "a" / "config.json"), {"dataset": "fashion_mnist"})
+  out = str(tmp_path / "out")
+  assert report.main(["--workdirs", str(tmp_path / "a"), str(tmp_path / "b"), "--out", out]) == 0
+  assert f"Report: {out}/report.md" in capsys.readouterr().out
+  assert "# dmr report: fashion_mnist" in open(f"{out}/report.md").read()
+  with pytest.raises(SystemExit):
+    report.main(["--workdirs", str(tmp_path / "nothing"), "--out", out])
+  assert f"no results.json in {tmp_path}/nothing" in capsys.readouterr().err
+
+
+def test_rates_count_only_correct_and_evaluated_inputs(tmp_path):
+  # 4 attacked inputs, 2 restarts: input 0 misclassified (its "successes" must not count), input
+  # 3 left out of the on-manifold rate (|mu| > 2); the rest succeed on 1 of 2 restarts.
+  success = np.array([[1, 1, 0, 1], [1, 0, 1, 1]], bool)
+  counted = np.array([0, 1, 1, 1], bool)
+  arrays = {"test_correct": np.array([0, 1, 1, 1, 1], bool), "off_correct": counted,
+            "off_success": success, "on_learned_evaluated": np.array([1, 1, 1, 0], bool),
+            "on_learned_correct": counted, "on_learned_success": success}
+  model = report.Model({"variant": "normal", "n": 10, "seed": 0}, arrays)
+  values = {metric: report.measure([model], metric).value for metric in report.METRICS}
+  assert values == pytest.approx({
+      "test_error": 0.2, "off_manifold_success": 4 / 6, "off_manifold_success_any": 1.0,
+      "on_manifold_success": 0.5, "on_manifold_success_any": 1.0})
