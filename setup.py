@@ -19,11 +19,13 @@ setuptools.setup(
         "absl-py",
         "numpy",
         "tqdm",
+        "tensorboardX>=2.6",  # TensorBoard event files without TensorFlow
         "matplotlib",
         "pillow",
     ],
     extras_require={
-        "dev": ["pytest", "pytest-timeout", "nbformat", "nbclient", "ipykernel"],
+        "dev": ["pytest", "pytest-timeout", "nbformat", "nbclient", "ipykernel",
+                "tensorboard"],  # The viewer; the tests read event files back with it.
         "bench": ["torch>=2.3"],
         "cuda": ["jax[cuda12]"],
         "tpu": ["jax[tpu]"],

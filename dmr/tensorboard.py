@@ -9,6 +9,7 @@ images in [0, 1].
 """
 from __future__ import annotations
 
+import itertools
 import os
 from typing import Mapping
 
@@ -16,6 +17,7 @@ import jax
 import numpy as np
 
 DIRECTORY = "tensorboard"
+_files = itertools.count()  # Event files of this process, in the order they were opened.
 
 
 def logdir(workdir: str) -> str:
@@ -42,7 +44,11 @@ class Writer:
     self._writer = None
     if jax.process_index() == 0:
       import tensorboardX  # Here: the attack library and the loaders need no TensorBoard.
-      self._writer = tensorboardX.SummaryWriter(directory, purge_step=purge_step)
+      # tensorboardX names files by the second they were opened: a suffix keeps two writers of
+      # one second (training, then its images) from overwriting each other.
+      suffix = f".{os.getpid()}.{next(_files):06d}"
+      self._writer = tensorboardX.SummaryWriter(directory, purge_step=purge_step,
+                                                filename_suffix=suffix)
 
   def scalars(self, step: int, values: Mapping[str, float], prefix: str = "train/") -> None:
     """One scalar `prefix + key` per numeric value (other values are skipped)."""
