@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 WORKDIR ?= runs/fashion-quick
 
-.PHONY: setup data fonts demo test test-slow mutants bench clean
+.PHONY: setup data fonts demo test test-slow mutants bench clean set-org
 
 setup: $(VENV)/.installed data
 
@@ -43,3 +43,9 @@ clean:
 # The Debian font packages FONTS is built from (about 1000 usable fonts; 350 MB installed).
 fonts:
 	@./setup/apt-install.sh $$(cat setup/debian-fonts.txt)
+
+# The GitHub account hosting dmr, written as <org> in README.md and the notebooks (their Colab
+# badges and REPO_URL): make set-org ORG=<account> fills it in everywhere.
+set-org:
+	@test -n "$(ORG)" || { echo "usage: make set-org ORG=<GitHub account hosting dmr>"; exit 1; }
+	$(PYTHON) -c 'import pathlib, sys; [p.write_text(p.read_text().replace("/<org>/dmr", "/" + sys.argv[1] + "/dmr")) for p in map(pathlib.Path, sys.argv[2:])]' '$(ORG)' README.md colab/*.ipynb

@@ -9,6 +9,7 @@ EXPERIMENTS = [
     "ml-collections>=1.0",
     "absl-py",
     "tqdm",
+    "tensorboardX>=2.6",  # TensorBoard event files without TensorFlow
     "matplotlib",
     "pillow",
 ]
@@ -26,7 +27,7 @@ setuptools.setup(
     extras_require={
         "experiments": EXPERIMENTS,
         "dev": EXPERIMENTS + ["pytest", "pytest-timeout", "nbformat", "nbclient", "ipykernel",
-                              "equinox"],
+                              "equinox", "tensorboard"],  # the viewer: tests read events back
         "bench": ["torch>=2.3"],
         "cuda": EXPERIMENTS + ["jax[cuda12]"],
         "tpu": EXPERIMENTS + ["jax[tpu]"],

@@ -13,6 +13,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from dmr import progress
 from dmr.data.dataset import pad_indices
 
 AXIS = "data"
@@ -69,7 +70,7 @@ def _call(fn: jax.tree_util.Partial, *args):
 
 
 def map_in_batches(fn: Callable, arrays: tuple, batch_size: int, mesh: Mesh,
-                   key: jax.Array | None = None):
+                   key: jax.Array | None = None, desc: str | None = None):
   """fn(*batch[, key_b]) over the rows of `arrays` (each [N, ...], any array-like with len() and
   integer-array indexing) in batches of `batch_size` sharded over `mesh`; the outputs (a pytree
   of [batch, ...] arrays: batch first) are concatenated into numpy arrays over all N rows.
@@ -78,19 +79,21 @@ def map_in_batches(fn: Callable, arrays: tuple, batch_size: int, mesh: Mesh,
   through one shared jitted call: every Partial of the same function (e.g. an encoder with other
   params) reuses one compilation. The last batch is padded (repeating its first row) so that one
   compilation serves all batches; padding rows are dropped from the outputs. With `key`, batch b
-  gets fold_in(key, b).
+  gets fold_in(key, b). With `desc`, a progress bar (dmr.progress) counts the rows done.
   """
   if isinstance(fn, jax.tree_util.Partial):
     fn = functools.partial(_call, fn)
   size = padded_batch_size(batch_size, mesh)
   n = len(arrays[0])
   outputs = []
-  for b, start in enumerate(range(0, n, batch_size)):
-    idx = np.arange(start, min(start + batch_size, n))
-    batch = shard_batch(tuple(a[pad_indices(idx, size)] for a in arrays), mesh)
-    extra = () if key is None else (jax.random.fold_in(key, b),)
-    out = to_host(fn(*batch, *extra))
-    outputs.append(jax.tree.map(lambda a: a[:len(idx)], out))
+  with progress.bar(n, desc, "row", wanted=desc is not None) as bar:
+    for b, start in enumerate(range(0, n, batch_size)):
+      idx = np.arange(start, min(start + batch_size, n))
+      batch = shard_batch(tuple(a[pad_indices(idx, size)] for a in arrays), mesh)
+      extra = () if key is None else (jax.random.fold_in(key, b),)
+      out = to_host(fn(*batch, *extra))
+      outputs.append(jax.tree.map(lambda a: a[:len(idx)], out))
+      bar.update(len(idx))
   return jax.tree.map(lambda *parts: np.concatenate(parts), *outputs)
 
 

@@ -1,4 +1,4 @@
-"""The epoch loop: sharded batches, a jitted step, tqdm progress, JSON-lines metrics, checkpoints.
+"""The epoch loop: sharded batches, a jitted step, progress, metrics, TensorBoard, checkpoints.
 
 Resuming is exact: the batch order is a pure function of (seed, epoch), the step key of
 (seed, step), and the state comes back bit for bit from the last checkpoint, so a killed and
@@ -12,9 +12,8 @@ from typing import Callable
 
 import jax
 import numpy as np
-import tqdm
 
-from dmr import checkpoint, parallel
+from dmr import checkpoint, parallel, progress, tensorboard
 from dmr.data.dataset import epoch_batches, num_batches
 
 
@@ -58,14 +57,19 @@ def append_metrics(path: str, record: dict) -> None:
 
 def run_epochs(train_step: Callable, state, x: np.ndarray, y: np.ndarray, *, epochs: int,
                batch_size: int, seed: int, workdir: str, mesh, checkpoint_every_steps: int,
-               log_every_steps: int, desc: str = "train", aux: np.ndarray | None = None):
+               log_every_steps: int, desc: str = "train", aux: np.ndarray | None = None,
+               tensorboard_dir: str | None = None,
+               learning_rate: Callable[[int], float] | None = None):
   """Trains `state` for `epochs` over (x, y), resuming from `workdir`/checkpoints if present.
 
   train_step(state, x, y, weight, key[, aux]) -> (state, metrics) is jitted here with `state`
   donated; `aux` [N, ...] (optional) is batched with (x, y), e.g. the latent codes of x.
-  Metrics go to `workdir`/metrics.jsonl; every metric is checked to be finite before each log
-  and each save, so a diverged run stops (TrainingDivergedError naming `desc` and the step)
-  with its last good checkpoint. Returns the final state (replicated over `mesh`).
+  Metrics go to `workdir`/metrics.jsonl and, with `tensorboard_dir` (see
+  dmr.tensorboard.run_dir), to TensorBoard scalars train/<metric>; with `learning_rate` (the
+  optimizer's schedule: update count -> rate) the rate of each logged step's update is logged
+  as learning_rate. Every metric is checked to be finite before each log and each save, so a
+  diverged run stops (TrainingDivergedError naming `desc` and the step) with its last good
+  checkpoint. Returns the final state (replicated over `mesh`).
   """
   os.makedirs(workdir, exist_ok=True)
   steps_per_epoch = num_batches(len(x), batch_size)
@@ -84,8 +88,10 @@ def run_epochs(train_step: Callable, state, x: np.ndarray, y: np.ndarray, *, epo
   base_key = jax.random.key(seed)
   pad_to = parallel.padded_batch_size(batch_size, mesh)
   start_epoch, start_batch = divmod(step, steps_per_epoch)
-  progress = tqdm.tqdm(total=total_steps, initial=step, desc=desc, disable=not is_main,
-                       unit="step", dynamic_ncols=True, leave=False)
+  bar = progress.bar(total_steps, desc, "step", initial=step)
+  writer = None
+  if tensorboard_dir and step < total_steps:  # Hides what an interrupted run logged after `step`.
+    writer = tensorboard.Writer(tensorboard_dir, purge_step=step + 1)
   try:
     for epoch in range(start_epoch, epochs):
       batches = epoch_batches(x, y, batch_size, seed, epoch,
@@ -95,19 +101,25 @@ def run_epochs(train_step: Callable, state, x: np.ndarray, y: np.ndarray, *, epo
         xb, yb, wb, *auxb = parallel.shard_batch(batch, mesh)
         state, metrics = step_fn(state, xb, yb, wb, jax.random.fold_in(base_key, step), *auxb)
         step += 1
-        progress.update(1)
+        bar.update(1)
         should_log = step % log_every_steps == 0 or step == total_steps
         should_save = step % checkpoint_every_steps == 0 or step % steps_per_epoch == 0
         if should_log or should_save:
           values = check_finite(metrics, desc, step, ckpt.latest_step())
         if should_log:
-          progress.set_postfix(loss=f"{values['loss']:.3f}")
+          bar.set_postfix(loss=f"{values['loss']:.3f}")
+          if learning_rate is not None:
+            values["learning_rate"] = float(learning_rate(step - 1))
           if is_main:
             append_metrics(metrics_path, {"step": step, "epoch": step / steps_per_epoch, **values})
+          if writer is not None:
+            writer.scalars(step, values)
         if should_save:
           ckpt.save(state, step)
   finally:
-    progress.close()
+    bar.close()
+    if writer is not None:
+      writer.close()
     ckpt.close()
   return state
 
