@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from dmr.attacks import lp_norm
-from dmr.attacks.apgd import apgd, checkpoint_schedule, project_l1_box
+from dmr.attacks.apgd import apgd, checkpoint_schedule
+from dmr.attacks.projections import project_l1_box
 
 DIM = 100
 RNG = np.random.default_rng(0)
@@ -180,7 +181,7 @@ def test_a_non_finite_logit_never_counts_as_success():
 
 @pytest.mark.parametrize("label", [-1, 2])
 def test_labels_outside_the_classes_are_rejected(label):
-  with pytest.raises(ValueError, match=r"class labels in \[0, 2\); 1 do not"):
+  with pytest.raises(ValueError, match=r"labels y must lie in \[0, 2\) for the model's 2 classes; row 1 has"):
     apgd(linear_model(_x(1)[0], 1.0), _x(2), jnp.array([0, label]), key=jax.random.key(0), eps=0.1)
 
 

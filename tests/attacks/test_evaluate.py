@@ -114,7 +114,7 @@ def test_batches_and_padding_give_the_same_records():
 
 def test_bad_labels_are_rejected_before_any_attack():
   a = shift_rows([0])
-  with pytest.raises(ValueError, match=r"class labels in \[0, 2\)"):
+  with pytest.raises(ValueError, match=r"labels y must lie in \[0, 2\)"):
     evaluate(logits_fn, X, np.array([0, 0, 2, 0]), key=jax.random.key(0), eps=EPS, attacks=[a])
   assert not a.seen
 

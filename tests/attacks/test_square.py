@@ -92,5 +92,5 @@ def test_rejects_flat_inputs_and_bad_labels():
   x, y = _easy_batch()
   with pytest.raises(ValueError, match=r"square attacks images \[B, H, W, C\]"):
     square(lambda v: v @ WEIGHTS, x.reshape(8, -1), y, key=jax.random.key(0), eps=0.1)
-  with pytest.raises(ValueError, match=r"class labels in \[0, 3\)"):
+  with pytest.raises(ValueError, match=r"labels y must lie in \[0, 3\)"):
     square(linear_logits, x, y.at[0].set(3), key=jax.random.key(0), eps=0.1)
