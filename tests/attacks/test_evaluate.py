@@ -92,9 +92,20 @@ def test_worst_case_over_attacks_whatever_their_order():
   assert _evaluate([a]).robust_accuracy == 0.5
 
 
+def just_outside_the_ball(x):
+  """x_1 raised by the smallest float32 amount whose float32 difference exceeds EPS."""
+  x_adv = x.copy()
+  x_adv[:, 1] = x[:, 1] + np.float32(EPS)
+  while np.any(x_adv[:, 1] - x[:, 1] <= np.float32(EPS)):
+    x_adv[:, 1] = np.where(x_adv[:, 1] - x[:, 1] <= np.float32(EPS),
+                           np.nextafter(x_adv[:, 1], np.float32(2)), x_adv[:, 1])
+  return x_adv
+
+
 @pytest.mark.parametrize("forge", [
     lambda x: np.full_like(x, np.nan),                      # non-finite
     lambda x: x + np.array([[-0.3, 0.3]], np.float32),      # outside the eps-ball
+    just_outside_the_ball,                                  # outside by float rounding only
     lambda x: x + np.array([[0.0, 2.0]], np.float32),       # outside the box
 ])
 def test_re_verification_rejects_forged_successes(forge):
