@@ -44,7 +44,6 @@ L1_START_SHARE = 0.2  # share of coordinates the first L1 steps move
 DUST = 1e-6          # l1: coordinates moved by less than DUST * eps count as unmoved
 
 LOSSES = ("ce", "dlr", "ce-targeted", "dlr-targeted")
-LOOPS = ("rolled", "unrolled", "host")
 _MIN_CLASSES = {"ce": 2, "dlr": 3, "ce-targeted": 2, "dlr-targeted": 4}
 
 
@@ -349,8 +348,8 @@ def host_attack(logits_fn, x, y, key, eps, bounds, spec: APGDSpec) -> AttackResu
 
 
 def choose_loop(unroll: bool | str, host_loop: bool, model: ModelInfo, eager: bool) -> str:
-  """How apgd runs its steps, one of LOOPS: "host" (a Python loop of compiled steps),
-  "unrolled", or "rolled" (a lax.while_loop).
+  """How apgd runs its steps: "host" (a Python loop of compiled steps), "unrolled", or
+  "rolled" (a lax.while_loop).
 
   host_loop=True: "host". unroll="auto" never unrolls: compiling 100 unrolled APGD steps of a
   conv model takes minutes. Where projected_gradient.resolve_unroll would unroll (a conv model
