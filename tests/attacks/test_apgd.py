@@ -94,7 +94,7 @@ def test_host_loop_and_compiled_loop_agree(loss):
   x = jnp.full((2, 50), 0.5)
   run = lambda host_loop: apgd(_four_class_logits, x, jnp.zeros(2, jnp.int32),
                                key=jax.random.key(0), eps=0.1, loss=loss, target_classes=3,
-                               steps=20, host_loop=host_loop)
+                               steps=10, host_loop=host_loop)
   host, compiled = run(True), run(False)
   np.testing.assert_allclose(host.x_adv, compiled.x_adv, rtol=1e-6, atol=1e-6)
   for field in ("success", "success_per_restart"):
