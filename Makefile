@@ -31,11 +31,15 @@ mutants: setup
 	$(PY) tests/mutants/run.py
 
 # PyTorch for the side-by-side benchmarks: the CPU build (a plain `torch` pulls a CUDA build).
+# torchattacks must be installed with --no-deps: it requires torchvision, for which pip would
+# replace the CPU torch by a CUDA build; its other requirements (scipy, requests) come after.
 bench: setup
 	$(PY) -m pip install -q 'torch==2.13.0' || $(PY) -m pip install -q torch --index-url https://download.pytorch.org/whl/cpu
-	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) -m pip install -q --no-deps 'torchattacks>=3.5'
+	$(PY) -m pip install -q scipy requests
 	$(PY) benchmarks/train_throughput.py
 	$(PY) benchmarks/attacks.py
+	$(PY) benchmarks/attack_strength.py
 
 clean:
 	rm -rf $(VENV) runs *.egg-info

@@ -28,7 +28,9 @@ setuptools.setup(
         "experiments": EXPERIMENTS,
         "dev": EXPERIMENTS + ["pytest", "pytest-timeout", "nbformat", "nbclient", "ipykernel",
                               "equinox", "tensorboard"],  # the viewer: tests read events back
-        "bench": ["torch>=2.3"],
+        # torchattacks: install it with `pip install --no-deps` (see the Makefile's bench
+        # target): its torchvision requirement makes pip replace a CPU torch by a CUDA build.
+        "bench": ["torch>=2.3", "torchattacks>=3.5", "scipy", "requests"],
         "cuda": EXPERIMENTS + ["jax[cuda12]"],
         "tpu": EXPERIMENTS + ["jax[tpu]"],
     },

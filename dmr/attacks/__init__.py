@@ -7,12 +7,15 @@
   attacks.worst_case_success_rate(r, correct)   # an input counts when its x_adv fools
   attacks.latent_pgd(decode_fn, logits_fn, z, y, key=key, eps=0.3, box=(lo, hi))
   r = attacks.apgd(logits_fn, x, y, key=key, eps=0.3, loss="dlr-targeted")   # APGD-T
+  r = attacks.square(logits_fn, x, y, key=key, eps=0.3)   # gradient-free: a masking check
   ev = attacks.evaluate(logits_fn, x, y, key=key, eps=0.3)   # AutoAttack-style, re-verified
   ev.robust_accuracy                        # worst case over the ensemble, per input
 
 A model is a traced argument: jax.tree_util.Partial(apply, params), or from_linen / from_nnx /
 from_equinox, reuse one compilation across new params; any other callable compiles per call.
-Every function works under jax.jit, jax.vmap and on sharded batches.
+Every attack works under jax.jit, jax.vmap and on sharded batches; evaluate runs eagerly.
+Every x_adv is exact in the input dtype (inside the ball and the box) and counts as a success
+only when a fresh forward pass of it gives finite, fooled logits.
 """
 from dmr.attacks.adapters import from_equinox, from_linen, from_nnx
 from dmr.attacks.apgd import apgd

@@ -12,9 +12,13 @@ Per input (one row), one run of `steps` iterations:
   - l1 (APGD-L1 of Croce and Hein 2021, "Mind the box"): the step moves the sign of the largest
     |g| coordinates, a share of the coordinates that adapts to the sparsity of the best point so
     far (checkpoints every 4% of the steps), eta_0 = eps, and P is the exact Euclidean projection
-    onto the intersection of the L1 ball and the box; no momentum.
+    onto the intersection of the L1 ball and the box (projections.project_l1_box); no momentum.
 The first iterate that fools the model is returned; otherwise the highest-loss one. Rows run as
-one batch; the step loop ends once every row is fooled (unroll=False).
+one batch; the step loop ends once every row is fooled (not when unrolled).
+
+As `pgd`, APGD computes in float32 (or wider) and every iterate it evaluates is a value of the
+input dtype exactly inside the ball and the box (projections.feasible_point); the model sees it
+in the input dtype, and the returned x_adv is judged afresh.
 
 Losses: "ce", "dlr" (untargeted), and "ce-targeted", "dlr-targeted" (APGD-T): `target_classes`
 runs per restart, each pushing one of the classes ranked 2, 3, ... by the clean logits above the
@@ -30,13 +34,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dmr.attacks import dlr, label_checks, losses, optimizers, projections, validation
-from dmr.attacks.projected_gradient import AttackResult, as_pytree_fn
+from dmr.attacks import losses, optimizers, projections, validation
+from dmr.attacks.projected_gradient import (AttackResult, LogitsFn, ModelInfo, as_pytree_fn,
+                                            check_model, inspect_model, resolve_unroll, widen)
 
 MOMENTUM = 0.75      # weight of the new step; 1 - MOMENTUM on the previous move
 RHO = 0.75           # share of loss-raising steps a window needs to keep its step size
 L1_START_SHARE = 0.2  # share of coordinates the first L1 steps move
-BISECTION_ROUNDS = 40
 DUST = 1e-6          # l1: coordinates moved by less than DUST * eps count as unmoved
 
 LOSSES = ("ce", "dlr", "ce-targeted", "dlr-targeted")
@@ -45,13 +49,15 @@ _MIN_CLASSES = {"ce": 2, "dlr": 3, "ce-targeted": 2, "dlr-targeted": 4}
 
 @dataclasses.dataclass(frozen=True)
 class APGDSpec:
-  """The static options of `apgd` (see there)."""
+  """The static options of `apgd` (see there); dtype: the name of the input dtype, which the
+  model sees (the attack computes in projected_gradient.compute_dtype of it)."""
   norm: str = "linf"
   loss: str = "ce"
   steps: int = 100
   restarts: int = 1
   target_classes: int = 9
   unroll: bool = False
+  dtype: str = "float32"
 
   @property
   def targeted(self) -> bool:
@@ -81,54 +87,27 @@ def checkpoint_schedule(steps: int, norm: str) -> tuple[np.ndarray, np.ndarray]:
   return is_checkpoint, window
 
 
-def project_l1_box(v, x, eps, bounds):
-  """Euclidean projection of each row of v [N, ...] onto {d: ||d||_1 <= eps, x + d in bounds}.
-
-  d_i = sign(v_i) min(max(|v_i| - lam, 0), c_i), c_i the room to the box face v_i points at,
-  with the threshold lam >= 0 found by bisection so that ||d||_1 <= eps (equal when active).
-  """
-  flat = v.reshape((v.shape[0], -1))
-  if bounds is None:
-    room = jnp.full(flat.shape, jnp.inf, flat.dtype)
-  else:
-    lo, hi = bounds
-    room = jnp.where(v >= 0, hi - x, x - lo).reshape(flat.shape)
-  room = jnp.maximum(room, 0.0)
-  magnitude = jnp.abs(flat)
-  shrunk = lambda lam: jnp.clip(magnitude - lam[:, None], 0.0, room)
-  l1 = lambda lam: jnp.sum(shrunk(lam), axis=1)
-
-  def halve(_, bracket):
-    low, high = bracket
-    mid = 0.5 * (low + high)
-    over = l1(mid) > eps
-    return jnp.where(over, mid, low), jnp.where(over, high, mid)
-
-  zero = jnp.zeros(flat.shape[:1], flat.dtype)
-  _, high = jax.lax.fori_loop(0, BISECTION_ROUNDS, halve, (zero, jnp.max(magnitude, axis=1)))
-  lam = jnp.where(l1(zero) <= eps, zero, high)
-  return (jnp.sign(flat) * shrunk(lam)).reshape(v.shape)
-
-
-def _feasible(point, x, eps, norm: str, bounds):
-  """point [N, ...] projected onto the eps-ball around x and the box."""
+def _feasible(point, x, eps, norm: str, bounds, dtype: str):
+  """point [N, ...] projected onto the eps-ball around x and the box, rounded to a value of
+  `dtype` exactly inside both (projections.feasible_point)."""
   if norm == "l1":
-    return projections.clip_to_box(x + project_l1_box(point - x, x, eps, bounds), bounds)
-  delta = projections.project_perturbation(point - x, x, eps, norm, bounds)
-  return projections.clip_to_box(x + delta, bounds)
+    delta = projections.project_l1_box(point - x, x, eps, bounds)
+  else:
+    delta = projections.project_perturbation(point - x, x, eps, norm, bounds)
+  return projections.feasible_point(x, delta, eps, norm, bounds, dtype)
 
 
-def _start(key, x, eps, norm: str, bounds):
+def _start(key, x, eps, norm: str, bounds, dtype: str):
   """The first iterate [N, ...]: a random point of the eps-sphere (linf, l2) or a Gaussian
-  projected onto the L1 ball (l1), clipped into the box."""
+  projected onto the L1 ball (l1), made feasible in the box."""
   if norm == "linf":
     noise = jax.random.uniform(key, x.shape, x.dtype, -1.0, 1.0)
   else:
     noise = jax.random.normal(key, x.shape, x.dtype)
-  if norm == "l1":
-    return projections.clip_to_box(x + project_l1_box(noise, x, eps, bounds), bounds)
-  length = projections.per_row(projections.lp_norm(noise, norm), noise)
-  return projections.clip_to_box(x + eps * noise / jnp.maximum(length, 1e-12), bounds)
+  if norm != "l1":
+    length = projections.per_row(projections.lp_norm(noise, norm), noise)
+    noise = eps * noise / jnp.maximum(length, 1e-12)
+  return _feasible(x + noise, x, eps, norm, bounds, dtype)
 
 
 def _sparse_sign(grad, share):
@@ -148,25 +127,25 @@ def _sparse_sign(grad, share):
   return (direction / jnp.maximum(count, 1.0)).reshape(grad.shape)
 
 
-def _evaluator(logits_fn, y, targets, loss: str):
+def _evaluator(logits_fn, y, targets, spec: APGDSpec):
   """x_adv [N, ...] -> (loss [N], success [N], grad [N, ...]), all finite-safe: a non-finite
-  loss is -inf, a non-finite gradient entry 0, and a row with a non-finite logit never succeeds."""
+  loss is -inf, a non-finite gradient entry 0, and a row with a non-finite logit never succeeds.
+  The model sees x_adv in the input dtype."""
   per_row = {"ce": lambda z: losses.cross_entropy(z, y),
-             "dlr": lambda z: dlr.dlr(z, y),
+             "dlr": lambda z: losses.dlr(z, y),
              "ce-targeted": lambda z: -losses.cross_entropy(z, targets),
-             "dlr-targeted": lambda z: dlr.targeted_dlr(z, y, targets)}[loss]
+             "dlr-targeted": lambda z: losses.targeted_dlr(z, y, targets)}[spec.loss]
 
   def total(x_adv):
-    logits = logits_fn(x_adv).astype(jnp.float32)
+    logits = logits_fn(x_adv.astype(spec.dtype)).astype(x_adv.dtype)
     validation.check_logits(logits, y)
     value = per_row(logits)
     return jnp.sum(jnp.where(jnp.isfinite(value), value, 0.0)), (value, logits)
 
   def evaluate(x_adv):
     (_, (value, logits)), grad = jax.value_and_grad(total, has_aux=True)(x_adv)
-    success = jnp.all(jnp.isfinite(logits), axis=1) & losses.is_success(logits, y, False)
-    return (jnp.where(jnp.isfinite(value), value, -jnp.inf), success,
-            jnp.where(jnp.isfinite(grad), grad, 0.0))
+    return (jnp.where(jnp.isfinite(value), value, -jnp.inf),
+            losses.is_success(logits, y, False), optimizers.finite_or_zero(grad))
 
   return evaluate
 
@@ -191,15 +170,14 @@ class _State(NamedTuple):
   found: jax.Array
 
 
-def _next_point(s: _State, x, eps, bounds, norm: str, weight):
+def _next_point(s: _State, x, eps, bounds, spec: APGDSpec, weight):
   """The APGD step from s.x; weight: 1 at the first step, else MOMENTUM."""
-  if norm == "l1":
-    return _feasible(s.x + projections.per_row(s.step, x) * _sparse_sign(s.grad, s.share),
-                     x, eps, norm, bounds)
-  z = _feasible(s.x + projections.per_row(s.step, x) * optimizers.steepest_ascent(s.grad, norm),
-                x, eps, norm, bounds)
-  return _feasible(s.x + weight * (z - s.x) + (1.0 - weight) * (s.x - s.x_prev),
-                   x, eps, norm, bounds)
+  feasible = lambda point: _feasible(point, x, eps, spec.norm, bounds, spec.dtype)
+  step = projections.per_row(s.step, x)
+  if spec.norm == "l1":
+    return feasible(s.x + step * _sparse_sign(s.grad, s.share))
+  z = feasible(s.x + step * optimizers.steepest_ascent(s.grad, spec.norm))
+  return feasible(s.x + weight * (z - s.x) + (1.0 - weight) * (s.x - s.x_prev))
 
 
 def _record(s: _State, x_new, loss, success, grad) -> _State:
@@ -240,8 +218,8 @@ def _checkpoint(s: _State, window, x, eps, norm: str) -> _State:
 
 def _initial_state(logits_fn, x, y, targets, key, eps, bounds, spec: APGDSpec) -> _State:
   """The state of a run at its random start."""
-  x0 = _start(key, x, eps, spec.norm, bounds)
-  loss, success, grad = _evaluator(logits_fn, y, targets, spec.loss)(x0)
+  x0 = _start(key, x, eps, spec.norm, bounds, spec.dtype)
+  loss, success, grad = _evaluator(logits_fn, y, targets, spec)(x0)
   n = x.shape[0]
   return _State(x=x0, x_prev=x0, grad=grad, loss=loss,
                 step=jnp.full((n,), (1.0 if spec.norm == "l1" else 2.0) * eps, jnp.float32),
@@ -255,8 +233,8 @@ def _initial_state(logits_fn, x, y, targets, key, eps, bounds, spec: APGDSpec) -
 def _iteration(logits_fn, x, y, targets, eps, bounds, s: _State, spec: APGDSpec, first,
                checkpoint, window) -> _State:
   """One step; first/checkpoint/window are Python values when the schedule is static."""
-  x_new = _next_point(s, x, eps, bounds, spec.norm, jnp.where(first, 1.0, MOMENTUM))
-  s = _record(s, x_new, *_evaluator(logits_fn, y, targets, spec.loss)(x_new))
+  x_new = _next_point(s, x, eps, bounds, spec, jnp.where(first, 1.0, MOMENTUM))
+  s = _record(s, x_new, *_evaluator(logits_fn, y, targets, spec)(x_new))
   close = lambda s: _checkpoint(s, window, x, eps, spec.norm)
   if isinstance(checkpoint, bool):
     return close(s) if checkpoint else s
@@ -300,7 +278,7 @@ def _run_targets(logits_fn, x, y, spec: APGDSpec):
   2 + run // restarts by the clean logits."""
   if not spec.targeted:
     return jnp.broadcast_to(y, (spec.runs,) + y.shape)
-  ranking = jnp.argsort(-logits_fn(x), axis=1)
+  ranking = jnp.argsort(-logits_fn(x.astype(spec.dtype)), axis=1)
   return ranking[:, 1 + jnp.arange(spec.runs) // spec.restarts].T
 
 
@@ -309,10 +287,18 @@ def _nothing_yet(x):
   return x, jnp.full((n,), -jnp.inf, jnp.float32), jnp.zeros((n,), bool)
 
 
+def _result(logits_fn, x_adv, y, per_run, loss, spec: APGDSpec) -> AttackResult:
+  """The AttackResult of x_adv [B, ...] (computed in the wide dtype): x_adv in the input dtype,
+  its success judged afresh by a new forward pass."""
+  x_adv = x_adv.astype(spec.dtype)
+  return AttackResult(x_adv, losses.fools(logits_fn, x_adv, y), per_run, loss)
+
+
 def attack(logits_fn, x, y, key, eps, bounds, spec: APGDSpec) -> AttackResult:
   """The traced attack behind `apgd` (no validation). Runs (restart r, target t) one after
   the other (run t * restarts + r, key fold_in(key, run)); a run is skipped once every row is
   fooled. Per row: the first successful run's iterate, else the highest-loss one."""
+  x, bounds = widen(x, bounds)
 
   def one_run(best, run_and_targets):
     run, targets = run_and_targets
@@ -322,16 +308,18 @@ def attack(logits_fn, x, y, key, eps, bounds, spec: APGDSpec) -> AttackResult:
     return jax.lax.cond(jnp.all(best[2]), skip, attempt, best)
 
   runs = (jnp.arange(spec.runs), _run_targets(logits_fn, x, y, spec))
-  (x_adv, loss, success), per_run = jax.lax.scan(one_run, _nothing_yet(x), runs)
-  return jax.lax.stop_gradient(AttackResult(x_adv, success, per_run, loss))
+  (x_adv, loss, _), per_run = jax.lax.scan(one_run, _nothing_yet(x), runs)
+  return jax.lax.stop_gradient(_result(logits_fn, x_adv, y, per_run, loss, spec))
 
 
 compiled_attack = jax.jit(attack, static_argnames="spec")
+_jit_widen = jax.jit(widen)
 _jit_initial_state = jax.jit(_initial_state, static_argnames="spec")
 _jit_iteration = jax.jit(_iteration, static_argnames=("spec", "first", "checkpoint", "window"))
 _jit_run_targets = jax.jit(_run_targets, static_argnames="spec")
 _jit_outcome = jax.jit(_outcome)
 _jit_keep_better = jax.jit(_keep_better)
+_jit_result = jax.jit(_result, static_argnames="spec")
 HOST_CHECK_EVERY = 10   # host loop: steps between checks whether every row is fooled
 
 
@@ -339,6 +327,7 @@ def host_attack(logits_fn, x, y, key, eps, bounds, spec: APGDSpec) -> AttackResu
   """`attack` with the loops in Python: every step is its own compiled call (a few small
   programs, compiled in seconds), so XLA:CPU runs convolutions with its fast kernels, which it
   does not inside a compiled loop; not traceable (no jit/vmap around it)."""
+  x, bounds = _jit_widen(x, bounds)
   is_checkpoint, window = checkpoint_schedule(spec.steps, spec.norm)
   targets = _jit_run_targets(logits_fn, x, y, spec)
   best, per_run = _nothing_yet(x), []
@@ -355,48 +344,63 @@ def host_attack(logits_fn, x, y, key, eps, bounds, spec: APGDSpec) -> AttackResu
                          bool(is_checkpoint[i]), int(window[i]))
     best, success_run = _jit_keep_better(best, _jit_outcome(s))
     per_run.append(success_run)
-  return AttackResult(best[0], best[2], jnp.stack(per_run), best[1])
+  return _jit_result(logits_fn, best[0], y, jnp.stack(per_run), best[1], spec)
 
 
-def resolve_unroll(unroll: bool | str) -> bool:
-  """"auto": unrolled on CPU (XLA:CPU runs convolutions in loop bodies slowly), else a loop."""
+def choose_loop(unroll: bool | str, host_loop: bool, model: ModelInfo, eager: bool) -> str:
+  """How apgd runs its steps: "host" (a Python loop of compiled steps), "unrolled", or
+  "rolled" (a lax.while_loop).
+
+  host_loop=True: "host". unroll="auto" never unrolls: compiling 100 unrolled APGD steps of a
+  conv model takes minutes. Where projected_gradient.resolve_unroll would unroll (a conv model
+  on CPU, whose convolutions XLA:CPU runs slowly inside compiled loops) it picks "host" when
+  called eagerly (fast kernels, compiled in seconds) and "rolled" under jax.jit/vmap.
+  """
+  if host_loop:
+    return "host"
   if unroll == "auto":
-    return jax.default_backend() == "cpu"
-  if not isinstance(unroll, bool):
-    raise ValueError(f"unroll={unroll!r} must be True, False or 'auto'.")
-  return unroll
+    return "host" if eager and resolve_unroll(unroll, model) else "rolled"
+  return "unrolled" if unroll else "rolled"
 
 
-def validate(spec: APGDSpec, logits_fn, x, y, key, eps, bounds) -> None:
-  """All checks of `apgd`, before tracing."""
-  label_checks.check_choice("norm", spec.norm, projections.NORMS)
-  label_checks.check_choice("loss", spec.loss, LOSSES)
+def validate(spec: APGDSpec, unroll, host_loop: bool, key, eps, x, y, bounds) -> None:
+  """The checks of `apgd` that need no model, before tracing."""
+  validation.check_choice("norm", spec.norm, projections.NORMS)
+  validation.check_choice("loss", spec.loss, LOSSES)
   for name in ("steps", "restarts", "target_classes"):
-    label_checks.check_count(name, getattr(spec, name))
-  validation.check_key(key)
-  validation.check_positive("eps", eps)
-  validation.check_labels(x, y)
-  validation.check_bounds(bounds)
-  validation.check_inputs(x, bounds)
-  classes = label_checks.num_classes(logits_fn, x)
+    validation.check_count(name, getattr(spec, name))
+  validation.check_unroll(unroll)
+  validation.check_host_loop(host_loop, "steps", x, y, key, eps, bounds)
+  validation.check_problem(key, eps, x, y, bounds)
+
+
+def check_classes(spec: APGDSpec, model: ModelInfo, x, y) -> None:
+  """The checks that need the model's output: logits [B, K], labels in [0, K), and enough
+  classes for the loss and the targets."""
+  check_model(model, x, y, None, False)
+  classes = model.logits.shape[1]
   if classes < _MIN_CLASSES[spec.loss]:
     raise ValueError(f"loss={spec.loss!r} needs at least {_MIN_CLASSES[spec.loss]} classes, the "
                      f"model has {classes}; use loss='ce'.")
   if spec.targeted and spec.target_classes > classes - 1:
     raise ValueError(f"target_classes={spec.target_classes} exceeds the {classes - 1} classes "
                      "other than the label; lower it.")
-  label_checks.check_label_range(y, classes)
 
 
-def apgd(logits_fn: Callable, x, y, *, key, eps, norm: str = "linf", loss: str = "ce",
-         steps: int = 100, restarts: int = 1, target_classes: int = 9, bounds=(0.0, 1.0),
-         unroll: bool | str = False, host_loop: bool = False) -> AttackResult:
+def apgd(logits_fn: LogitsFn, x: jax.Array, y: jax.Array, *, key: jax.Array, eps: float,
+         norm: str = "linf", loss: str = "ce", steps: int = 100, restarts: int = 1,
+         target_classes: int = 9, bounds: projections.Bounds = (0.0, 1.0),
+         unroll: bool | str = "auto", host_loop: bool = False) -> AttackResult:
   """APGD (Croce and Hein 2020) within an eps-ball around x, inside the box `bounds`.
 
   Args:
     logits_fn: pure function, inputs [N, ...] -> logits [N, K], rows independent (eval-mode
-      BatchNorm). Pass jax.tree_util.Partial(apply, params) to reuse the compiled attack.
-    x: clean inputs [B, ...], floating, finite, inside `bounds`.
+      BatchNorm). As for `pgd`, pass jax.tree_util.Partial(apply, params) or an adapter
+      (from_linen, from_nnx, from_equinox) to reuse the compiled attack across new params; any
+      other callable is compiled anew on every call.
+    x: clean inputs [B, ...], floating (float32, bfloat16, float16, float64), finite, inside
+      `bounds`. The attack computes in float32 (or x's dtype if wider); the model sees inputs
+      in x's dtype.
     y: int true labels [B] in [0, K).
     key: jax.random key; run r starts from fold_in(key, r).
     eps: radius of the `norm` ball (scalar > 0).
@@ -409,25 +413,29 @@ def apgd(logits_fn: Callable, x, y, *, key, eps, norm: str = "linf", loss: str =
     restarts: runs per loss target, each from a new random start.
     target_classes: targeted losses only: how many target classes (<= K - 1; AutoAttack: 9).
     bounds: (lo, hi) box of valid inputs (scalars or arrays broadcastable to one input), or None.
-    unroll: unroll the step loop ("auto": on CPU). Faster steps on XLA:CPU, but compiling 100
-      unrolled steps of a conv model takes minutes; a rolled loop ends once every row is fooled.
+    unroll: True unrolls the step loop (fast steps on XLA:CPU, but compiling 100 unrolled steps
+      of a conv model takes minutes); False keeps a lax.while_loop, which ends once every row
+      is fooled; "auto" (default) never unrolls: for a conv model on CPU it runs the host loop
+      when called eagerly, else (and for every other model) the lax loop (see choose_loop).
     host_loop: drive the steps from Python, one compiled call each: on XLA:CPU several times
       faster than the rolled loop for conv models and compiled in seconds, but apgd can then
       not be called inside jax.jit/vmap. Ends (checked every 10 steps) once all are fooled.
 
   Returns:
-    AttackResult(x_adv [B, ...], success [B], success_per_restart [runs, B], loss [B]): x_adv is
-    a fooling iterate when success (the first found, from the first run that found one), else
-    the highest-loss iterate; success_per_restart[r] says whether run r fooled the input (runs
-    after every input is fooled are skipped and report False); loss is the run's attack loss at
-    x_adv. No gradient flows through the result.
+    AttackResult(x_adv [B, ...] in x's dtype, success [B], success_per_restart [runs, B],
+    loss [B]): x_adv is a fooling iterate when success (the first found, from the first run
+    that found one), else the highest-loss iterate; success_per_restart[r] says whether run r
+    fooled the input (runs after every input is fooled are skipped and report False); loss is
+    the run's attack loss at x_adv. No gradient flows through the result. Guarantees, as for
+    `pgd`: x_adv is inside `bounds` and lp_norm(x_adv - x) <= eps exactly in float32, and
+    success[b] holds only if a fresh forward pass on x_adv[b] gives finite, fooled logits.
   """
-  spec = APGDSpec(norm, loss, steps, restarts, target_classes, resolve_unroll(unroll))
-  validate(spec, logits_fn, x, y, key, eps, bounds)
-  if not isinstance(host_loop, bool):
-    raise ValueError(f"host_loop={host_loop!r} must be a Python bool.")
-  if host_loop and not validation.is_concrete(x, y, key, eps, bounds):
-    raise ValueError("host_loop=True drives the steps from Python and cannot run under "
-                     "jax.jit/vmap; use host_loop=False there.")
-  run = host_attack if host_loop else compiled_attack
+  spec = APGDSpec(norm, loss, steps, restarts, target_classes,
+                  dtype=str(jnp.result_type(x)))
+  validate(spec, unroll, host_loop, key, eps, x, y, bounds)
+  model = inspect_model(logits_fn, x)
+  check_classes(spec, model, x, y)
+  loop = choose_loop(unroll, host_loop, model, validation.is_concrete(x, y, key, eps, bounds))
+  spec = dataclasses.replace(spec, unroll=loop == "unrolled")
+  run = host_attack if loop == "host" else compiled_attack
   return run(as_pytree_fn(logits_fn), x, y, key, eps, bounds, spec)

@@ -5,9 +5,10 @@
 
 Per batch, the attacks run in the given order, each only on the inputs still robust (correct
 and unbroken so far). Every x_adv an attack returns is judged afresh, whatever the attack
-claims: it counts only if it is finite, lies in the eps-ball around its input (up to float32
-rounding of x_adv - x, a relative 1e-6) and in the box, and a new forward pass gives finite
-logits whose argmax is not the label. Claims that fail this check are counted in `rejected`.
+claims: it counts only if it is finite, lies in the eps-ball around its input (exactly:
+lp_norm(x_adv - x) <= eps computed in float32, as the attacks guarantee) and in the box, and a
+new forward pass gives finite logits whose argmax is not the label. Claims that fail this check
+are counted in `rejected`.
 
 Two conventions, not to be mixed up:
   - worst case (this function, robust accuracy): an input counts as broken when ANY attack or
@@ -25,11 +26,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dmr.attacks import apgd as apgd_module
-from dmr.attacks import label_checks, losses, projections, square as square_module, validation
-from dmr.attacks.projected_gradient import AttackResult, as_pytree_fn
+from dmr.attacks import losses, projections, validation
+from dmr.attacks.apgd import apgd as run_apgd
+from dmr.attacks.projected_gradient import (AttackResult, LogitsFn, as_pytree_fn, check_model,
+                                            compute_dtype, inspect_model)
+from dmr.attacks.square import square as run_square
 
-BALL_SLACK = 1e-6  # relative: float32 rounding of x_adv - x
 DEFAULT_ATTACKS = ("apgd-ce", "apgd-t", "square")
 NOT_BROKEN = -1
 
@@ -74,21 +76,20 @@ class Evaluation(NamedTuple):
                                         self.perturbation_norm, self.margin, self.rejected)]
 
 
-def _named_attacks(norm: str, steps: int, square_queries: int) -> dict:
-  """name -> attack(logits_fn, x, y, *, key, eps, norm, bounds) -> AttackResult."""
+def _named_attacks(norm: str, steps: int, square_queries: int, classes: int) -> dict:
+  """name -> attack(logits_fn, x, y, *, key, eps, norm, bounds) -> AttackResult, for a model
+  with `classes` classes."""
 
   def apgd(loss):
     def run(logits_fn, x, y, *, key, eps, norm, bounds):
-      classes = label_checks.num_classes(logits_fn, x)
-      return apgd_module.apgd(logits_fn, x, y, key=key, eps=eps, norm=norm, loss=loss,
-                              steps=steps, target_classes=min(9, classes - 1), bounds=bounds,
-                              host_loop=True)
+      return run_apgd(logits_fn, x, y, key=key, eps=eps, norm=norm, loss=loss, steps=steps,
+                      target_classes=min(9, classes - 1), bounds=bounds, host_loop=True)
     return run
 
   def square(logits_fn, x, y, *, key, eps, norm, bounds):
     del norm
-    return square_module.square(logits_fn, x, y, key=key, eps=eps, queries=square_queries,
-                                bounds=bounds, host_loop=True)
+    return run_square(logits_fn, x, y, key=key, eps=eps, queries=square_queries, bounds=bounds,
+                      host_loop=True)
 
   named = {"apgd-ce": apgd("ce"), "apgd-dlr": apgd("dlr"), "apgd-t": apgd("dlr-targeted")}
   if norm == "linf":
@@ -100,17 +101,17 @@ def _named_attacks(norm: str, steps: int, square_queries: int) -> dict:
 def _clean(logits_fn, x, y):
   """(correct [N], margin [N]) of the clean inputs."""
   logits = logits_fn(x).astype(jnp.float32)
-  finite = jnp.all(jnp.isfinite(logits), axis=1)
-  return finite & losses.is_success(logits, y, True), losses.margin(logits, y)
+  return losses.is_success(logits, y, True), losses.margin(logits, y)
 
 
 def _verify(logits_fn, x, y, x_adv, eps, bounds, norm: str):
   """(adversarial [N], feasible [N], margin [N], distance [N]) of candidates x_adv [N, ...]:
-  feasible = finite, inside the ball (BALL_SLACK) and the box; adversarial = feasible and a
-  fresh forward pass gives finite logits that misclassify."""
-  distance = projections.lp_norm((x_adv - x).astype(jnp.float32), norm)
+  feasible = finite, inside the ball (lp_norm(x_adv - x) <= eps in float32, no slack) and the
+  box; adversarial = feasible and a fresh forward pass gives finite logits that misclassify."""
+  wide = compute_dtype(x.dtype)
+  distance = projections.lp_norm(x_adv.astype(wide) - x.astype(wide), norm)
   feasible = jnp.all(jnp.isfinite(x_adv).reshape((x.shape[0], -1)), axis=1)
-  feasible &= distance <= eps * (1.0 + BALL_SLACK)
+  feasible &= distance <= eps
   if bounds is not None:
     lo, hi = bounds
     inside = (x_adv >= lo) & (x_adv <= hi)
@@ -118,7 +119,7 @@ def _verify(logits_fn, x, y, x_adv, eps, bounds, norm: str):
   logits = logits_fn(jnp.where(jnp.isfinite(x_adv), x_adv, x)).astype(jnp.float32)
   finite = jnp.all(jnp.isfinite(logits), axis=1)
   margin = jnp.where(finite, losses.margin(logits, y), -jnp.inf)
-  return feasible & finite & losses.is_success(logits, y, False), feasible, margin, distance
+  return feasible & losses.is_success(logits, y, False), feasible, margin, distance
 
 
 _verify_jit = jax.jit(_verify, static_argnames="norm")
@@ -131,27 +132,30 @@ def _bucket(count: int, batch_size: int) -> int:
   return min(size for size in sizes if size >= count)
 
 
-def _check(logits_fn, x, y, eps, norm, batch_size, bounds, names) -> None:
-  validation.check_positive("eps", eps)
-  label_checks.check_choice("norm", norm, projections.NORMS)
-  label_checks.check_count("batch_size", batch_size)
-  validation.check_labels(x, y)
-  validation.check_bounds(bounds)
-  validation.check_inputs(x, bounds)
-  label_checks.check_label_range(y, label_checks.num_classes(logits_fn, x[:1]))
-  if not names:
+def _check(logits_fn, x, y, key, eps, norm, attacks, batch_size, bounds) -> int:
+  """All checks of `evaluate`, before any attack; returns the model's number of classes."""
+  validation.check_choice("norm", norm, projections.NORMS)
+  validation.check_count("batch_size", batch_size)
+  validation.check_problem(key, eps, x, y, bounds)
+  if not attacks:
     raise ValueError("attacks is empty; name at least one, e.g. ('apgd-ce', 'apgd-t').")
+  model = inspect_model(logits_fn, x[:1])
+  check_model(model, x[:1], y[:1], None, False)
+  validation.check_label_values(y, model.logits.shape[1])
+  return model.logits.shape[1]
 
 
-def evaluate(logits_fn: Callable, x, y, *, key, eps, norm: str = "linf",
-             attacks: Sequence[str | Callable] = DEFAULT_ATTACKS, batch_size: int = 500,
-             bounds=(0.0, 1.0), steps: int = 100,
+def evaluate(logits_fn: LogitsFn, x: np.ndarray | jax.Array, y: np.ndarray | jax.Array, *,
+             key: jax.Array, eps: float, norm: str = "linf",
+             attacks: Sequence[str | Callable[..., AttackResult]] = DEFAULT_ATTACKS,
+             batch_size: int = 500, bounds: projections.Bounds = (0.0, 1.0), steps: int = 100,
              square_queries: int = 5000) -> Evaluation:
   """Worst-case robust accuracy of logits_fn on (x, y) under an ensemble of attacks.
 
   Args:
     logits_fn: pure function, inputs [N, ...] -> logits [N, K], rows independent.
-    x: inputs [N, ...] (numpy or jax), floating, finite, inside `bounds`.
+    x: inputs [N, ...] (numpy or jax), floating (float32, bfloat16, float16, float64), finite,
+      inside `bounds`.
     y: int labels [N] in [0, K).
     key: jax.random key; attack a on batch b uses fold_in(key, b * len(attacks) + a).
     eps: radius of the `norm` ball.
@@ -170,12 +174,12 @@ def evaluate(logits_fn: Callable, x, y, *, key, eps, norm: str = "linf",
     Evaluation with per-sample arrays, robust_accuracy and clean_accuracy.
   """
   x, y = np.asarray(x), np.asarray(y)
-  named = _named_attacks(norm, steps, square_queries)
+  classes = _check(logits_fn, x, y, key, eps, norm, attacks, batch_size, bounds)
+  named = _named_attacks(norm, steps, square_queries, classes)
   names = tuple(a if isinstance(a, str) else getattr(a, "__name__", repr(a)) for a in attacks)
   for a in attacks:
     if isinstance(a, str):
-      label_checks.check_choice("attack", a, named)
-  _check(logits_fn, x, y, eps, norm, batch_size, bounds, names)
+      validation.check_choice("attack", a, named)
   runs = [named[a] if isinstance(a, str) else a for a in attacks]
   fn = as_pytree_fn(logits_fn)
   n = x.shape[0]

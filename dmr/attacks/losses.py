@@ -1,6 +1,7 @@
 """Per-example attack objectives (maximized by the attacks) and the success criterion.
 
-All functions take logits [N, K] and integer labels [N] and return [N].
+All functions take logits [N, K] and integer labels [N] (and targets [N]) and return [N].
+Larger is stronger for the attacker.
 """
 from __future__ import annotations
 
@@ -21,6 +22,30 @@ def margin(logits: jax.Array, labels: jax.Array) -> jax.Array:
   true_logit = jnp.take_along_axis(logits, labels[:, None], axis=1)[:, 0]
   others = jnp.where(jax.nn.one_hot(labels, logits.shape[1], dtype=bool), -jnp.inf, logits)
   return jnp.max(others, axis=1) - true_logit
+
+
+_TINY = 1e-12  # keeps the DLR ratios finite when the top logits tie
+
+
+def _descending(logits: jax.Array) -> jax.Array:
+  return -jnp.sort(-logits, axis=1)
+
+
+def dlr(logits: jax.Array, labels: jax.Array) -> jax.Array:
+  """Croce and Hein's (2020) Difference of Logits Ratio, invariant to shifting and scaling the
+  logits: margin / (z_(1) - z_(3)), z_(k) the k-th largest logit; > 0 iff the label is not
+  predicted. Needs K >= 3. [N]."""
+  ranked = _descending(logits)
+  return margin(logits, labels) / (ranked[:, 0] - ranked[:, 2] + _TINY)
+
+
+def targeted_dlr(logits: jax.Array, labels: jax.Array, targets: jax.Array) -> jax.Array:
+  """Targeted DLR: (z_t - z_y) / (z_(1) - (z_(3) + z_(4)) / 2), pushing the target t above the
+  label y. Needs K >= 4. [N]."""
+  ranked = _descending(logits)
+  pick = lambda c: jnp.take_along_axis(logits, c[:, None], axis=1)[:, 0]
+  scale = ranked[:, 0] - 0.5 * (ranked[:, 2] + ranked[:, 3]) + _TINY
+  return (pick(targets) - pick(labels)) / scale
 
 
 _LOSSES = {"ce": cross_entropy, "margin": margin}

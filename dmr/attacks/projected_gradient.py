@@ -73,6 +73,14 @@ def compute_dtype(dtype) -> jnp.dtype:
   return jnp.promote_types(dtype, jnp.float32)
 
 
+def widen(x: jax.Array, bounds: Bounds) -> tuple[jax.Array, Bounds]:
+  """x [B, ...] and the box in compute_dtype(x.dtype), the dtype an attack computes in."""
+  wide = x.astype(compute_dtype(x.dtype))
+  if bounds is None:
+    return wide, None
+  return wide, tuple(jnp.asarray(b, wide.dtype) for b in bounds)
+
+
 def _keep_better(best: _Best, x_adv, loss, success, early_stop: bool) -> _Best:
   """Replaces rows of `best` by the current iterate where it is the one to return."""
   better = loss > best.loss
@@ -185,9 +193,7 @@ def attack(logits_fn, x, y, key, eps, step_size, bounds, spec: StaticOptions) ->
   the model's params (adversarial training) without differentiating through the attack's loop.
   """
   dtype, batch = x.dtype, x.shape[0]
-  wide = x.astype(compute_dtype(dtype))
-  if bounds is not None:
-    bounds = tuple(jnp.asarray(b, wide.dtype) for b in bounds)
+  wide, bounds = widen(x, bounds)
   chunk = restarts_per_chunk(batch, spec)
   run = lambda first: _attack_restarts(logits_fn, wide, y, key, eps, step_size, bounds, dtype,
                                        first, chunk, spec)
@@ -269,12 +275,8 @@ def validate_attack(spec: StaticOptions, key, eps, step_size, x, y, bounds, what
                     box_name: str) -> None:
   """All checks shared by `pgd` and `latent_pgd` that need no model, before tracing."""
   validation.check_options(spec)
-  validation.check_key(key)
-  validation.check_positive("eps", eps)
   validation.check_positive("step_size", step_size)
-  validation.check_labels(x, y, what)
-  validation.check_bounds(bounds, box_name)
-  validation.check_inputs(x, bounds, what, box_name)
+  validation.check_problem(key, eps, x, y, bounds, what, box_name)
 
 
 _apply = jax.jit(lambda fn, x: fn(x))

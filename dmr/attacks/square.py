@@ -8,18 +8,21 @@ gradient masking. Per image [H, W, C], starting from vertical stripes of +-eps:
   (label logit minus the best other logit) or fools the model. The window's area, a share p of
   the image, shrinks from p_init by halvings on the paper's schedule, rescaled to `queries`.
 Rows stop changing once fooled; the loop ends once every row is fooled.
+
+As `pgd`, Square computes in float32 (or wider); every point it evaluates is a value of the
+input dtype exactly inside the ball and the box (projections.feasible_point), the model sees it
+in the input dtype, and the returned x_adv is judged afresh.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dmr.attacks import label_checks, losses, projections, validation
-from dmr.attacks.projected_gradient import AttackResult, as_pytree_fn
+from dmr.attacks import losses, projections, validation
+from dmr.attacks.projected_gradient import (AttackResult, LogitsFn, as_pytree_fn, check_model,
+                                            inspect_model, widen)
 
 # The window share halves after each of these iterations, on the paper's 10000-query scale.
 _HALVINGS_AFTER = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
@@ -27,9 +30,10 @@ _HALVINGS_AFTER = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
 
 @dataclasses.dataclass(frozen=True)
 class SquareSpec:
-  """The static options of `square`."""
+  """The static options of `square`; dtype: the name of the input dtype, which the model sees."""
   queries: int = 5000
   p_init: float = 0.8
+  dtype: str = "float32"
 
 
 def window_side(i, height: int, width: int, spec: SquareSpec):
@@ -41,14 +45,20 @@ def window_side(i, height: int, width: int, spec: SquareSpec):
   return jnp.clip(side, 1, min(height, width))
 
 
-def _margin_and_success(logits_fn, x_adv, y):
+def _margin_and_success(logits_fn, x_adv, y, spec: SquareSpec):
   """(margin [N]: label logit minus best other, +inf where a logit is non-finite;
-  success [N]: finite and misclassified)."""
-  logits = logits_fn(x_adv).astype(jnp.float32)
+  success [N]: finite and misclassified). The model sees x_adv in the input dtype."""
+  logits = logits_fn(x_adv.astype(spec.dtype)).astype(x_adv.dtype)
   validation.check_logits(logits, y)
   finite = jnp.all(jnp.isfinite(logits), axis=1)
   margin = jnp.where(finite, -losses.margin(logits, y), jnp.inf)
-  return margin, finite & losses.is_success(logits, y, False)
+  return margin, losses.is_success(logits, y, False)
+
+
+def _feasible(x, delta, eps, bounds, spec: SquareSpec):
+  """x + delta [N, H, W, C] in the eps-ball and the box, a value of the input dtype."""
+  return projections.feasible_point(x, projections.project_linf(delta, eps), eps, "linf",
+                                    bounds, spec.dtype)
 
 
 def _proposal(key, i, x, x_best, eps, bounds, spec: SquareSpec):
@@ -63,17 +73,17 @@ def _proposal(key, i, x, x_best, eps, bounds, spec: SquareSpec):
   inside = (rows >= top) & (rows < top + side) & (cols >= left) & (cols < left + side)
   signs = jnp.where(jax.random.bernoulli(sign_key, 0.5, (batch, 1, 1, channels)), 1.0, -1.0)
   proposal = x_best + inside[..., None] * (2.0 * eps) * signs.astype(x.dtype)
-  return projections.clip_to_box(x + projections.project_linf(proposal - x, eps), bounds)
+  return _feasible(x, proposal - x, eps, bounds, spec)
 
 
-def _start(logits_fn, x, y, key, eps, bounds):
+def _start(logits_fn, x, y, key, eps, bounds, spec: SquareSpec):
   """(query key, carry (i, x_best, margin, success)) at the vertical-stripes start."""
   batch, _, width, channels = x.shape
   start_key, query_key = jax.random.split(key)
   stripes = jnp.where(jax.random.bernoulli(start_key, 0.5, (batch, 1, width, channels)),
                       eps, -eps)
-  x_best = projections.clip_to_box(x + stripes.astype(x.dtype), bounds)
-  margin, success = _margin_and_success(logits_fn, x_best, y)
+  x_best = _feasible(x, stripes.astype(x.dtype), eps, bounds, spec)
+  margin, success = _margin_and_success(logits_fn, x_best, y, spec)
   return query_key, (jnp.zeros((), jnp.int32), x_best, margin, success)
 
 
@@ -81,50 +91,59 @@ def _query(logits_fn, x, y, query_key, eps, bounds, carry, spec: SquareSpec):
   """One random-search query: the carry after trying one proposal per still-robust row."""
   i, x_best, margin, success = carry
   x_new = _proposal(jax.random.fold_in(query_key, i), i, x, x_best, eps, bounds, spec)
-  margin_new, success_new = _margin_and_success(logits_fn, x_new, y)
+  margin_new, success_new = _margin_and_success(logits_fn, x_new, y, spec)
   take = ~success & (success_new | (margin_new < margin))
   x_best = jnp.where(projections.per_row(take, x), x_new, x_best)
   return i + 1, x_best, jnp.where(take, margin_new, margin), success | success_new
 
 
-def _result(carry) -> AttackResult:
-  _, x_best, margin, success = carry
-  return AttackResult(x_best, success, success[None], -margin)
+def _result(logits_fn, y, carry, spec: SquareSpec) -> AttackResult:
+  """The AttackResult of the final carry: x_adv in the input dtype, judged afresh."""
+  _, x_best, margin, _ = carry
+  x_adv = x_best.astype(spec.dtype)
+  success = losses.fools(logits_fn, x_adv, y)
+  return AttackResult(x_adv, success, success[None], -margin)
 
 
 def attack(logits_fn, x, y, key, eps, bounds, spec: SquareSpec) -> AttackResult:
   """The traced attack behind `square` (no validation)."""
-  query_key, carry = _start(logits_fn, x, y, key, eps, bounds)
+  x, bounds = widen(x, bounds)
+  query_key, carry = _start(logits_fn, x, y, key, eps, bounds, spec)
   carry = jax.lax.while_loop(
       lambda c: (c[0] < spec.queries) & ~jnp.all(c[3]),
       lambda c: _query(logits_fn, x, y, query_key, eps, bounds, c, spec), carry)
-  return jax.lax.stop_gradient(_result(carry))
+  return jax.lax.stop_gradient(_result(logits_fn, y, carry, spec))
 
 
 compiled_attack = jax.jit(attack, static_argnames="spec")
-_jit_start = jax.jit(_start)
+_jit_widen = jax.jit(widen)
+_jit_start = jax.jit(_start, static_argnames="spec")
 _jit_query = jax.jit(_query, static_argnames="spec")
+_jit_result = jax.jit(_result, static_argnames="spec")
 HOST_CHECK_EVERY = 10   # host loop: queries between checks whether every row is fooled
 
 
 def host_attack(logits_fn, x, y, key, eps, bounds, spec: SquareSpec) -> AttackResult:
   """`attack` with the query loop in Python, one compiled call per query (XLA:CPU runs
   convolutions with its fast kernels outside compiled loops); not traceable."""
-  query_key, carry = _jit_start(logits_fn, x, y, key, eps, bounds)
+  x, bounds = _jit_widen(x, bounds)
+  query_key, carry = _jit_start(logits_fn, x, y, key, eps, bounds, spec)
   for i in range(spec.queries):
     if i % HOST_CHECK_EVERY == 0 and bool(jnp.all(carry[3])):
       break
     carry = _jit_query(logits_fn, x, y, query_key, eps, bounds, carry, spec)
-  return _result(carry)
+  return _jit_result(logits_fn, y, carry, spec)
 
 
-def square(logits_fn: Callable, x, y, *, key, eps, queries: int = 5000, p_init: float = 0.8,
-           bounds=(0.0, 1.0), host_loop: bool = False) -> AttackResult:
+def square(logits_fn: LogitsFn, x: jax.Array, y: jax.Array, *, key: jax.Array, eps: float,
+           queries: int = 5000, p_init: float = 0.8, bounds: projections.Bounds = (0.0, 1.0),
+           host_loop: bool = False) -> AttackResult:
   """L-inf Square Attack: `queries` forward passes per image, no gradient.
 
   Args:
     logits_fn: inputs [N, H, W, C] -> logits [N, K], rows independent; never differentiated.
-    x: clean images [B, H, W, C], floating, finite, inside `bounds`.
+    x: clean images [B, H, W, C], floating (float32, bfloat16, float16, float64), finite,
+      inside `bounds`; the attack computes in float32 (or wider), the model sees x's dtype.
     y: int true labels [B] in [0, K).
     key: jax.random key.
     eps: L-inf radius (scalar > 0).
@@ -135,27 +154,21 @@ def square(logits_fn: Callable, x, y, *, key, eps, queries: int = 5000, p_init: 
       not usable inside jax.jit/vmap) instead of a compiled loop.
 
   Returns:
-    AttackResult(x_adv [B, ...], success [B], success_per_restart [1, B], loss [B]): x_adv is
-    the first fooling point, else the lowest-margin one; loss is the margin of the best other
-    class over the label at x_adv (> 0 iff fooled).
+    AttackResult(x_adv [B, ...] in x's dtype, success [B], success_per_restart [1, B],
+    loss [B]): x_adv is the first fooling point, else the lowest-margin one; loss is the margin
+    of the best other class over the label at x_adv (> 0 iff fooled). Guarantees, as for
+    `pgd`: x_adv is inside `bounds` and ||x_adv - x||_inf <= eps exactly in float32, and
+    success[b] holds only if a fresh forward pass on x_adv[b] gives finite, fooled logits.
   """
-  spec = SquareSpec(queries, float(p_init))
-  label_checks.check_count("queries", queries)
-  if not 0.0 < spec.p_init <= 1.0:
+  validation.check_count("queries", queries)
+  if not 0.0 < float(p_init) <= 1.0:
     raise ValueError(f"p_init={p_init} must be in (0, 1].")
-  validation.check_key(key)
-  validation.check_positive("eps", eps)
-  validation.check_labels(x, y)
+  validation.check_host_loop(host_loop, "queries", x, y, key, eps, bounds)
+  validation.check_problem(key, eps, x, y, bounds)
   if np.ndim(x) != 4:
     raise ValueError(f"square attacks images [B, H, W, C]; got x of shape {np.shape(x)}. "
                      "Reshape flat inputs to images inside logits_fn.")
-  validation.check_bounds(bounds)
-  validation.check_inputs(x, bounds)
-  label_checks.check_label_range(y, label_checks.num_classes(logits_fn, x))
-  if not isinstance(host_loop, bool):
-    raise ValueError(f"host_loop={host_loop!r} must be a Python bool.")
-  if host_loop and not validation.is_concrete(x, y, key, eps, bounds):
-    raise ValueError("host_loop=True drives the queries from Python and cannot run under "
-                     "jax.jit/vmap; use host_loop=False there.")
+  check_model(inspect_model(logits_fn, x), x, y, None, False)
+  spec = SquareSpec(queries, float(p_init), str(jnp.result_type(x)))
   run = host_attack if host_loop else compiled_attack
   return run(as_pytree_fn(logits_fn), x, y, key, eps, bounds, spec)

@@ -19,32 +19,52 @@ def is_concrete(*values) -> bool:
   return not any(isinstance(v, jax.core.Tracer) for v in jax.tree_util.tree_leaves(values))
 
 
-def _check_choice(name: str, value, allowed) -> None:
+def check_choice(name: str, value, allowed) -> None:
+  """value is one of `allowed`."""
   if value not in allowed:
     raise ValueError(f"{name}={value!r} is not supported; use one of {list(allowed)}.")
 
 
-def _check_count(name: str, value) -> None:
+def check_count(name: str, value) -> None:
+  """value is a Python (or numpy) int >= 1, not a bool."""
   if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
     raise ValueError(f"{name}={value!r} must be a Python int >= 1.")
 
 
+def check_flag(name: str, value) -> None:
+  """value is a Python bool."""
+  if not isinstance(value, bool):
+    raise ValueError(f"{name}={value!r} must be a Python bool.")
+
+
+def check_unroll(unroll) -> None:
+  """True, False or "auto"."""
+  if not (isinstance(unroll, bool) or unroll == "auto"):
+    raise ValueError(f"unroll={unroll!r} must be True, False or \"auto\".")
+
+
+def check_host_loop(host_loop, loop: str, *values) -> None:
+  """host_loop is a bool, and False when any of `values` is a tracer: a loop over `loop`
+  driven from Python cannot run under jax.jit/vmap."""
+  check_flag("host_loop", host_loop)
+  if host_loop and not is_concrete(*values):
+    raise ValueError(f"host_loop=True drives the {loop} from Python and cannot run under "
+                     "jax.jit/vmap; use host_loop=False there.")
+
+
 def check_options(spec) -> None:
   """The static options of an attack (an AttackSpec)."""
-  _check_choice("norm", spec.norm, projections.NORMS)
-  _check_choice("optimizer", spec.optimizer, optimizers.OPTIMIZERS)
-  _check_choice("init", spec.init, starts.INITS)
-  _check_choice("loss", spec.loss, losses.LOSSES)
-  _check_count("steps", spec.steps)
-  _check_count("restarts", spec.restarts)
+  check_choice("norm", spec.norm, projections.NORMS)
+  check_choice("optimizer", spec.optimizer, optimizers.OPTIMIZERS)
+  check_choice("init", spec.init, starts.INITS)
+  check_choice("loss", spec.loss, losses.LOSSES)
+  check_count("steps", spec.steps)
+  check_count("restarts", spec.restarts)
   for name in ("targeted", "early_stop"):
-    flag = getattr(spec, name)
-    if not isinstance(flag, bool):
-      raise ValueError(f"{name}={flag!r} must be a Python bool.")
-  if not (isinstance(spec.unroll, bool) or spec.unroll == "auto"):
-    raise ValueError(f"unroll={spec.unroll!r} must be True, False or \"auto\".")
+    check_flag(name, getattr(spec, name))
+  check_unroll(spec.unroll)
   if spec.max_rows is not None:
-    _check_count("max_rows", spec.max_rows)
+    check_count("max_rows", spec.max_rows)
 
 
 def check_positive(name: str, value) -> None:
@@ -154,6 +174,16 @@ def check_inputs(x, bounds, what: str = "x", box_name: str = "bounds") -> None:
   if not inside:
     raise ValueError(f"{what} lies outside {box_name}={bounds!r}; clip it into the box "
                      f"(jnp.clip({what}, lo, hi)) or pass a wider {box_name} (None for no box).")
+
+
+def check_problem(key, eps, x, y, bounds, what: str = "x", box_name: str = "bounds") -> None:
+  """What every attack is given: a key, a radius eps > 0, inputs x [B, ...] with labels y [B],
+  and the box."""
+  check_key(key)
+  check_positive("eps", eps)
+  check_labels(x, y, what)
+  check_bounds(bounds, box_name)
+  check_inputs(x, bounds, what, box_name)
 
 
 def check_logits(logits, y) -> None:

@@ -1,12 +1,14 @@
 """apgd on linear models whose optimum is known in closed form, APGD-T's targets, non-finite
-safety and label checks."""
+safety, exact constraints in the input dtype, the loop choice and label checks."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from dmr.attacks import lp_norm
-from dmr.attacks.apgd import apgd, checkpoint_schedule, project_l1_box
+from dmr.attacks.apgd import apgd, checkpoint_schedule, choose_loop
+from dmr.attacks.projected_gradient import ModelInfo
+from dmr.attacks.projections import project_l1_box
 
 DIM = 100
 RNG = np.random.default_rng(0)
@@ -92,7 +94,7 @@ def test_host_loop_and_compiled_loop_agree(loss):
   x = jnp.full((2, 50), 0.5)
   run = lambda host_loop: apgd(_four_class_logits, x, jnp.zeros(2, jnp.int32),
                                key=jax.random.key(0), eps=0.1, loss=loss, target_classes=3,
-                               steps=20, host_loop=host_loop)
+                               steps=10, host_loop=host_loop)
   host, compiled = run(True), run(False)
   np.testing.assert_allclose(host.x_adv, compiled.x_adv, rtol=1e-6, atol=1e-6)
   for field in ("success", "success_per_restart"):
@@ -180,7 +182,7 @@ def test_a_non_finite_logit_never_counts_as_success():
 
 @pytest.mark.parametrize("label", [-1, 2])
 def test_labels_outside_the_classes_are_rejected(label):
-  with pytest.raises(ValueError, match=r"class labels in \[0, 2\); 1 do not"):
+  with pytest.raises(ValueError, match=r"labels y must lie in \[0, 2\) for the model's 2 classes; row 1 has"):
     apgd(linear_model(_x(1)[0], 1.0), _x(2), jnp.array([0, label]), key=jax.random.key(0), eps=0.1)
 
 
@@ -199,3 +201,35 @@ def test_runs_under_vmap():
   single = apgd(model, x[1], y[1], key=jax.random.key(0), eps=0.1, steps=10,
                 bounds=None, unroll=False).x_adv
   np.testing.assert_allclose(batched[1], single, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16, jnp.float16])
+@pytest.mark.parametrize("norm", ["linf", "l2", "l1"])
+def test_outputs_keep_the_input_dtype_and_exact_constraints(dtype, norm):
+  # eps 0.05 around x in [0, 1]: x + 0.05 - x rounds above 0.05 in float32 for many x.
+  x = jnp.asarray(np.random.default_rng(3).uniform(0.1, 0.9, size=(8, DIM)), dtype)
+  eps = {"linf": 0.05, "l2": 0.3, "l1": 1.0}[norm]
+  model = linear_model(np.asarray(x[0], np.float32), 100.0)
+  logits_fn = lambda v: model(v.astype(jnp.float32))
+  r = apgd(logits_fn, x, jnp.zeros(8, jnp.int32), key=jax.random.key(0), eps=eps, norm=norm,
+           steps=5, unroll=False)
+  assert r.x_adv.dtype == dtype
+  wide, x_adv = np.asarray(x, np.float32), np.asarray(r.x_adv, np.float32)
+  delta = x_adv - wide
+  numpy_norm = {"linf": np.abs(delta).max(1), "l2": np.linalg.norm(delta, axis=1),
+                "l1": np.abs(delta).sum(1)}[norm]
+  assert numpy_norm.max() <= np.float32(eps) and numpy_norm.max() > 0.5 * eps
+  assert float(lp_norm(jnp.asarray(delta), norm).max()) <= np.float32(eps)
+  assert x_adv.min() >= 0.0 and x_adv.max() <= 1.0
+
+
+def test_auto_never_unrolls_and_leaves_the_compiled_loop_for_conv_models_on_cpu():
+  logits = jax.ShapeDtypeStruct((2, 10), jnp.float32)
+  conv, dense = ModelInfo(logits, True), ModelInfo(logits, False)
+  on_cpu = jax.default_backend() == "cpu"
+  assert choose_loop("auto", False, conv, eager=True) == ("host" if on_cpu else "rolled")
+  assert choose_loop("auto", False, conv, eager=False) == "rolled"    # under jit or vmap
+  assert choose_loop("auto", False, dense, eager=True) == "rolled"
+  assert choose_loop(True, False, dense, eager=True) == "unrolled"
+  assert choose_loop(False, False, conv, eager=True) == "rolled"
+  assert choose_loop("auto", True, dense, eager=True) == "host"

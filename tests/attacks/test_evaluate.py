@@ -92,9 +92,20 @@ def test_worst_case_over_attacks_whatever_their_order():
   assert _evaluate([a]).robust_accuracy == 0.5
 
 
+def just_outside_the_ball(x):
+  """x_1 raised by the smallest float32 amount whose float32 difference exceeds EPS."""
+  x_adv = x.copy()
+  x_adv[:, 1] = x[:, 1] + np.float32(EPS)
+  while np.any(x_adv[:, 1] - x[:, 1] <= np.float32(EPS)):
+    x_adv[:, 1] = np.where(x_adv[:, 1] - x[:, 1] <= np.float32(EPS),
+                           np.nextafter(x_adv[:, 1], np.float32(2)), x_adv[:, 1])
+  return x_adv
+
+
 @pytest.mark.parametrize("forge", [
     lambda x: np.full_like(x, np.nan),                      # non-finite
     lambda x: x + np.array([[-0.3, 0.3]], np.float32),      # outside the eps-ball
+    just_outside_the_ball,                                  # outside by float rounding only
     lambda x: x + np.array([[0.0, 2.0]], np.float32),       # outside the box
 ])
 def test_re_verification_rejects_forged_successes(forge):
@@ -114,7 +125,7 @@ def test_batches_and_padding_give_the_same_records():
 
 def test_bad_labels_are_rejected_before_any_attack():
   a = shift_rows([0])
-  with pytest.raises(ValueError, match=r"class labels in \[0, 2\)"):
+  with pytest.raises(ValueError, match=r"labels y must lie in \[0, 2\)"):
     evaluate(logits_fn, X, np.array([0, 0, 2, 0]), key=jax.random.key(0), eps=EPS, attacks=[a])
   assert not a.seen
 

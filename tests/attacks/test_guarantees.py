@@ -43,9 +43,11 @@ def _fresh_success(logits_fn, x_adv, y):
 def test_a_model_changed_in_place_is_attacked_with_its_current_weights():
   model = LinearModel(W)
   y = labels_of(W, X)
-  attacks.pgd(model, X, y, key=KEY, eps=0.1, steps=5)
+  forms = (model, jax.tree_util.Partial(model.__call__))   # the object, its bound method
+  for logits_fn in forms:
+    attacks.pgd(logits_fn, X, y, key=KEY, eps=0.1, steps=5)
   model.w = -model.w          # flip the layer in place: y is now mostly wrong
-  for logits_fn in (model, jax.tree_util.Partial(model.__call__)):
+  for logits_fn in forms:
     r = attacks.pgd(logits_fn, X, y, key=KEY, eps=0.1, steps=5)
     np.testing.assert_array_equal(r.success, _fresh_success(model, r.x_adv, y))
 

@@ -92,5 +92,18 @@ def test_rejects_flat_inputs_and_bad_labels():
   x, y = _easy_batch()
   with pytest.raises(ValueError, match=r"square attacks images \[B, H, W, C\]"):
     square(lambda v: v @ WEIGHTS, x.reshape(8, -1), y, key=jax.random.key(0), eps=0.1)
-  with pytest.raises(ValueError, match=r"class labels in \[0, 3\)"):
+  with pytest.raises(ValueError, match=r"labels y must lie in \[0, 3\)"):
     square(linear_logits, x, y.at[0].set(3), key=jax.random.key(0), eps=0.1)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16, jnp.float16])
+def test_outputs_keep_the_input_dtype_and_exact_constraints(dtype):
+  # eps 0.05 around x in (0.3, 0.7): x + 0.05 - x rounds above 0.05 in float32 for many x.
+  x, y = _easy_batch()
+  x = x.astype(dtype)
+  logits_fn = lambda v: linear_logits(v.astype(jnp.float32))
+  r = square(logits_fn, x, y, key=jax.random.key(0), eps=0.05, queries=20)
+  assert r.x_adv.dtype == dtype
+  delta = np.asarray(r.x_adv, np.float32) - np.asarray(x, np.float32)
+  assert np.abs(delta).max() <= np.float32(0.05) and np.abs(delta).max() > 0.04
+  np.testing.assert_array_equal(r.success, np.argmax(logits_fn(r.x_adv), axis=1) != y)
