@@ -186,8 +186,8 @@ def check_workdir(run_plan: list[Unit], workdir: str) -> None:
   needed = sum(u.checkpoint_bytes for u in run_plan if not u.finished)
   free = shutil.disk_usage(workdir).free
   if needed > free:
-    raise UserError(f"the checkpoints of this run need about {needed / 1e9:.2f} GB but {workdir} "
-                    f"has {free / 1e9:.2f} GB free; free space or choose another --workdir.")
+    raise UserError(f"the checkpoints of this run need about {needed / 1e6:.1f} MB but {workdir} "
+                    f"has {free / 1e6:.1f} MB free; free space or choose another --workdir.")
 
 
 def check(run_plan: list[Unit], config, workdir: str, ds: Dataset,
