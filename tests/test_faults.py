@@ -120,10 +120,19 @@ def test_two_processes_on_one_model_one_trains_the_other_waits(tmp_path):
   checkpoints = os.path.join(classifier.model_dir(workdir, "normal", 1000, 0), "checkpoints")
   while not os.path.isdir(checkpoints) and first.poll() is None:
     time.sleep(0.02)
+  os.kill(first.pid, signal.SIGSTOP)  # Mid-training, holding the model.
   second = start(workdir, *overrides, config="configs/fashion.py:smoke")
-  (_, first_err), (_, second_err) = first.communicate(), second.communicate()
+  second_err = ""
+  for line in second.stderr:
+    second_err += line
+    if "waiting for another process" in line or "Traceback" in line:
+      break
+  os.kill(first.pid, signal.SIGCONT)
+  (_, first_err), (_, rest) = first.communicate(), second.communicate()
+  second_err += rest
   assert first.returncode == second.returncode == 0, first_err[-3000:] + second_err[-3000:]
   assert "waiting for another process" in second_err
+  assert "normal n=1000 seed=0: test error" in second_err  # Found finished, then evaluated.
   # One training: every step logged once, the last checkpoint is the final step.
   steps = [r["step"] for r in loop.read_metrics(os.path.join(os.path.dirname(checkpoints),
                                                               "metrics.jsonl"))]
