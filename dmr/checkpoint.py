@@ -73,9 +73,10 @@ class Checkpointer:
     try:
       return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
     except Exception as e:  # Orbax raises many types for damaged or incompatible files.
+      reason = (str(e).strip().splitlines() or [""])[0]  # One line: Orbax's can be long.
       raise CheckpointError(
-          f"The checkpoint {self.directory}/{step} cannot be read ({type(e).__name__}: {e}). It "
-          f"was left untouched. If it is damaged, delete or move {self.directory} to train this "
+          f"The checkpoint {self.directory}/{step} cannot be read ({type(e).__name__}: {reason}). "
+          f"It was left untouched. If it is damaged, delete or move {self.directory} to train this "
           f"model from scratch; if the config changed, use a new --workdir.") from e
 
   def close(self) -> None:

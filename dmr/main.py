@@ -28,12 +28,12 @@ from ml_collections import config_flags
 from dmr import config as dmr_config
 from dmr import data, errors, experiments, fingerprint, parallel, plan, report, results
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/fashion.py:quick",
-                                          lock_config=True)
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Config file, e.g. configs/fashion.py:quick", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, results and report.")
 _DRY_RUN = flags.DEFINE_bool("dry_run", False, "Print the plan of the run and stop.")
-_PRINT_CONFIG = flags.DEFINE_bool("print_config", False,
-                                  "Print the resolved config, every field with its meaning, and stop.")
+_PRINT_CONFIG = flags.DEFINE_bool(
+    "print_config", False, "Print the resolved config, every field with its meaning, and stop.")
 DRIFT_CHOICES = ("refuse", "new_group")
 _CONFIG_DRIFT = flags.DEFINE_enum(
     "config_drift", "refuse", DRIFT_CHOICES,

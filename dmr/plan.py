@@ -111,7 +111,8 @@ def _attack_units(config, workdir: str) -> list[Unit]:
   a, o = config.attack, config.on_manifold_attack
   steps = _attack_steps(a, a.num_test) + _attack_steps(o, o.num_test)
   inputs = (CLASSIFIER, "data") + _needs(config.manifolds[0])
-  return [Unit("attacks", name, inputs, False, steps) for name in _models_to_attack(config, workdir)]
+  return [Unit("attacks", name, inputs, False, steps)
+          for name in _models_to_attack(config, workdir)]
 
 
 def _distance_unit(config, workdir: str) -> Unit:

@@ -15,7 +15,8 @@ from tests.test_config import get_config
 @pytest.mark.skipif(not fashion_mnist.has_local_files(), reason="needs dataset-fashion-mnist")
 def test_smoke_run_writes_the_run_contract(tmp_path):
   workdir = str(tmp_path)
-  out = run_main(workdir, *CLASSIFIERS_ONLY, "--config.training_sizes=(500,)", "--config.train.epochs=2")
+  out = run_main(workdir, *CLASSIFIERS_ONLY, "--config.training_sizes=(500,)",
+                 "--config.train.epochs=2")
   assert f"Results: {workdir}/results.json" in out.stdout
   with open(os.path.join(workdir, "config.json")) as f:
     config = json.load(f)
