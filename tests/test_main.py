@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from dmr import fingerprint, main, results
+from dmr import config as dmr_config
+from dmr import errors, fingerprint, main, results
 from dmr.data import fashion_mnist
 from tests.helpers import CLASSIFIERS_ONLY, REPO, main_command, run_main, subprocess_env
 from tests.test_config import get_config
@@ -144,3 +145,16 @@ def test_rerun_under_other_settings_is_refused_or_grouped_apart(tmp_path):
   assert new["fingerprint"] == group != digest
   assert new["test_error"] != record["test_error"]
   assert (tmp_path / "results.json").read_text() == before
+
+
+@pytest.mark.parametrize("field, value, suggestion", [
+    ("dataset", "fashion_mnst", "Did you mean: fashion_mnist?"),
+    ("stages", ("manifolds", "clasifiers"), "Did you mean: classifiers?"),
+    ("variants", ("normal", "stn_adversarial"), "Did you mean: stn_adv"),
+])
+def test_invalid_names_are_user_errors_with_close_matches(field, value, suggestion):
+  config = get_config("fashion", "smoke")
+  config[field] = value
+  with pytest.raises(errors.UserError, match=f"config.{field}=.* is invalid; allowed: .*"
+                                             f"{suggestion}"):
+    dmr_config.validate(config)
