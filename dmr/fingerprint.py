@@ -13,6 +13,8 @@ import os
 
 import ml_collections
 
+from dmr.errors import UserError
+
 FILENAME = "fingerprint.json"
 
 # Dotted config fields (or whole sections) that never change a model's numbers. `seed` names the
@@ -90,6 +92,9 @@ def read(workdir: str) -> dict | None:
       return json.load(f)
   except FileNotFoundError:
     return None
+  except json.JSONDecodeError as e:
+    raise UserError(f"{path(workdir)} is not valid JSON ({e}); it was changed outside dmr. "
+                    f"Restore it, or delete it to take this run's settings as the workdir's.") from e
 
 
 def of_config(config: ml_collections.ConfigDict) -> dict:
