@@ -4,7 +4,8 @@ Saves are atomic (Orbax writes to a temporary directory and renames it), so a ru
 moment leaves only complete checkpoints. A checkpoint that exists but cannot be read stops the run
 with an error instead of being replaced by a fresh start. One process at a time uses a model's
 checkpoints: a Checkpointer holds an exclusive lock on `directory`.lock while open, so a second
-process started on the same model waits, then finds it finished.
+process started on the same model waits, then finds it finished (in a multi-process job, process
+0 takes the lock for all: the others follow it through Orbax's collective steps).
 """
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ class Checkpointer:
 
   def __init__(self, directory: str, max_to_keep: int = 2):
     self.directory = os.path.abspath(directory)
-    self._lock = _lock(self.directory)
+    self._lock = _lock(self.directory) if jax.process_index() == 0 else None
     try:
       self._manager = ocp.CheckpointManager(
           self.directory,
@@ -88,5 +89,6 @@ class Checkpointer:
       self._unlock()
 
   def _unlock(self) -> None:
-    _held.discard(self._lock.name)
-    self._lock.close()  # Closing the file releases the flock.
+    if self._lock is not None:
+      _held.discard(self._lock.name)
+      self._lock.close()  # Closing the file releases the flock.
