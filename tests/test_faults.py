@@ -94,7 +94,7 @@ def test_killed_at_random_points_in_every_stage_then_rerun_matches_uninterrupted
   rng = random.Random(0)
   for stage, duration in seconds.items():  # Each stage once, at a random moment of its time.
     assert kill_after_line(start(killed, config=config), f"] stage {stage}",
-                           rng.uniform(0.0, 0.8) * duration), stage
+                           rng.uniform(0.0, 0.5) * duration), stage
   run_main(killed, config=config)
   assert outputs(killed) == outputs(reference)
 
