@@ -2,18 +2,43 @@
 
 Saves are atomic (Orbax writes to a temporary directory and renames it), so a run killed at any
 moment leaves only complete checkpoints. A checkpoint that exists but cannot be read stops the run
-with an error instead of being replaced by a fresh start.
+with an error instead of being replaced by a fresh start. One process at a time uses a model's
+checkpoints: a Checkpointer holds an exclusive lock on `directory`.lock while open, so a second
+process started on the same model waits, then finds it finished (in a multi-process job, process
+0 takes the lock for all: the others follow it through Orbax's collective steps).
 """
 from __future__ import annotations
 
+import fcntl
+import logging
 import os
 
 import jax
 import orbax.checkpoint as ocp
 
+from dmr.errors import UserError
 
-class CheckpointError(RuntimeError):
+_held: set[str] = set()  # Lock files this process holds (a second flock here would deadlock).
+
+
+class CheckpointError(UserError, RuntimeError):
   """A checkpoint exists but cannot be restored."""
+
+
+def _lock(directory: str):
+  """The open, exclusively locked file `directory`.lock; waits while another process holds it."""
+  path = directory + ".lock"
+  if path in _held:
+    raise RuntimeError(f"{directory} is already open in this process.")
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  lock = open(path, "w")
+  try:
+    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+  except BlockingIOError:
+    logging.info("waiting for another process that uses %s", directory)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+  _held.add(path)
+  return lock
 
 
 class Checkpointer:
@@ -21,8 +46,14 @@ class Checkpointer:
 
   def __init__(self, directory: str, max_to_keep: int = 2):
     self.directory = os.path.abspath(directory)
-    self._manager = ocp.CheckpointManager(
-        self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))
+    self._lock = _lock(self.directory) if jax.process_index() == 0 else None
+    try:
+      self._manager = ocp.CheckpointManager(
+          self.directory,
+          options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))
+    except BaseException:
+      self._unlock()
+      raise
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
@@ -43,12 +74,21 @@ class Checkpointer:
     try:
       return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
     except Exception as e:  # Orbax raises many types for damaged or incompatible files.
+      reason = (str(e).strip().splitlines() or [""])[0]  # One line: Orbax's can be long.
       raise CheckpointError(
-          f"The checkpoint {self.directory}/{step} cannot be read ({type(e).__name__}: {e}). It "
-          f"was left untouched. If it is damaged, delete or move {self.directory} to train this "
+          f"The checkpoint {self.directory}/{step} cannot be read ({type(e).__name__}: {reason}). "
+          f"It was left untouched. If it is damaged, delete or move {self.directory} to train this "
           f"model from scratch; if the config changed, use a new --workdir.") from e
 
   def close(self) -> None:
-    """Waits for pending saves and releases the manager."""
-    self._manager.wait_until_finished()
-    self._manager.close()
+    """Waits for pending saves, releases the manager and the lock."""
+    try:
+      self._manager.wait_until_finished()
+      self._manager.close()
+    finally:
+      self._unlock()
+
+  def _unlock(self) -> None:
+    if self._lock is not None:
+      _held.discard(self._lock.name)
+      self._lock.close()  # Closing the file releases the flock.

@@ -11,6 +11,7 @@ import ml_collections
 import jax
 
 from dmr import attacks, data, geometry
+from dmr.errors import UserError, suggest_names
 
 PRESETS = ("paper", "quick", "smoke")
 SEED_STREAMS = ("model_init", "data_order", "attacks", "pca")
@@ -229,7 +230,8 @@ def placeholder(field_type: type) -> ml_collections.FieldReference:
 
 
 def _fail(field: str, value, allowed: str) -> None:
-  raise ValueError(f"config.{field}={value!r} is invalid; allowed: {allowed}.")
+  raise UserError(f"config.{field}={value!r} is invalid; allowed: {allowed}."
+                  + suggest_names(value, allowed))
 
 
 def validate(c: ml_collections.ConfigDict, train_size: int | None = None) -> None:

@@ -9,12 +9,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 
 import ml_collections
 
-# Dotted config fields (or whole sections) that never change a model's numbers.
+from dmr.errors import UserError
+
+FILENAME = "fingerprint.json"
+
+# Dotted config fields (or whole sections) that never change a model's numbers. `seed` names the
+# models (model seeds seed + m, see dmr.config.model_seeds): a sweep sets it per model.
 NOT_RESULT_FIELDS = (
-    "stages", "variants", "training_sizes", "models_per_size", "preset", "progress", "data.dir",
+    "stages", "variants", "training_sizes", "models_per_size", "seed", "preset", "progress",
+    "data.dir",
     "parallel", "train.eval_batch_size", "train.checkpoint_every_steps", "train.log_every_steps",
     "vaegan.eval_batch_size", "vaegan.checkpoint_every_steps", "vaegan.log_every_steps",
     "attack.batch_size", "on_manifold_attack.batch_size",
@@ -36,10 +43,24 @@ def _is_result_field(name: str) -> bool:
   return not any(name == f or name.startswith(f + ".") for f in NOT_RESULT_FIELDS)
 
 
+def flat_fields(config: ml_collections.ConfigDict, sections: bool = False) -> dict:
+  """{dotted field: value} of every field of `config`, sorted, JSON-compatible; sections: also
+  the dotted names of the sections (value None)."""
+  tree = json.loads(config.to_json())
+  flat = _flatten(tree)
+  if sections:
+    flat.update({name: None for name in _sections(tree)})
+  return dict(sorted(flat.items()))
+
+
+def _sections(tree: dict, prefix: str = "") -> list[str]:
+  return [name for key, value in tree.items() if isinstance(value, dict)
+          for name in [f"{prefix}{key}", *_sections(value, f"{prefix}{key}.")]]
+
+
 def result_fields(config: ml_collections.ConfigDict) -> dict:
   """{dotted field: value} of every field that changes results, JSON-compatible."""
-  flat = _flatten(json.loads(config.to_json()))
-  return {name: value for name, value in sorted(flat.items()) if _is_result_field(name)}
+  return {name: value for name, value in flat_fields(config).items() if _is_result_field(name)}
 
 
 def digest(fields: dict) -> str:
@@ -58,3 +79,25 @@ def differences(old: dict, new: dict) -> list[str]:
       lines.append(f"{name}: {'(unset)' if a is missing else a!r} -> "
                    f"{'(unset)' if b is missing else b!r}")
   return lines
+
+
+def path(workdir: str) -> str:
+  return os.path.join(workdir, FILENAME)
+
+
+def read(workdir: str) -> dict | None:
+  """{"digest": ..., "fields": result_fields} recorded in workdir, None when there is none."""
+  try:
+    with open(path(workdir)) as f:
+      return json.load(f)
+  except FileNotFoundError:
+    return None
+  except json.JSONDecodeError as e:
+    raise UserError(f"{path(workdir)} is not valid JSON ({e}); it was changed outside dmr. "
+                    f"Restore it, or delete it to take this run's settings as the workdir's.") from e
+
+
+def of_config(config: ml_collections.ConfigDict) -> dict:
+  """{"digest": ..., "fields": ...}: what fingerprint.json holds for `config`."""
+  fields = result_fields(config)
+  return {"digest": digest(fields), "fields": fields}

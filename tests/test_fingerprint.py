@@ -31,7 +31,26 @@ def test_which_models_logging_and_batching_do_not_change_the_digest():
   c.train.eval_batch_size = 10
   c.attack.batch_size = 10
   c.data.dir = "/elsewhere"
+  c.seed = 5  # Names the models (a sweep sets it per model); their seeds are in their records.
   assert fingerprint.digest(fingerprint.result_fields(c)) == base
+
+
+def fonts(preset="smoke"):
+  spec = importlib.util.spec_from_file_location("fonts_config", "configs/fonts.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(preset)
+
+
+def test_seed_streams_manifolds_and_fonts_data_are_in_the_fingerprint():
+  base = fingerprint.result_fields(fonts())
+  for field, value in (("seeds.attacks", 1), ("seeds.model_init", 2), ("manifolds", ("learned",)),
+                       ("stn_theta_range", "easy"), ("data.num_train", 500),
+                       ("data.difficulty", "easy"), ("data.max_fonts", 5)):
+    c = fonts()
+    section, _, name = field.rpartition(".")
+    (c[section] if section else c)[name] = value
+    assert list(fingerprint.differences(base, fingerprint.result_fields(c))) != [], field
 
 
 def test_digest_is_stable_across_processes():

@@ -60,6 +60,9 @@ def load(directory: str | None = None) -> Dataset:
   """Fashion-MNIST from local IDX files if present, else through tfds."""
   if has_local_files(directory):
     return load_idx(directory)
+  if (directory or os.environ.get(ENV_VAR)) and not os.path.isdir(data_dir(directory)):
+    raise idx.DataFileError(
+        f"The Fashion-MNIST directory {data_dir(directory)} does not exist. {FIX}")
   from dmr.data import tfds_source  # Only needed without local files.
   return tfds_source.load_classification("fashion_mnist", "train", "test", 10, name="fashion_mnist",
                                          missing_fix=FIX)

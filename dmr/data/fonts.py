@@ -30,6 +30,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from dmr import geometry
 from dmr.data.dataset import Dataset
+from dmr.data.idx import DataFileError
 
 LETTERS = "ABCDEFGHIJ"
 IMAGE_SIZE = 28
@@ -191,9 +192,9 @@ def _find_fonts(max_fonts: int | None, font_paths: tuple[str, ...] | None) -> Fo
     paths += [block[i][0] for i in keep]
     flat = np.concatenate([flat, rows[keep]])
   if not paths:
-    raise RuntimeError("No usable font with the letters A-J was found. Install the Debian packages "
-                       "in setup/debian-fonts.txt (apt-get install $(cat setup/debian-fonts.txt)) "
-                       "or pass font_paths.")
+    raise DataFileError("No usable font with the letters A-J was found. Install the Debian "
+                        "packages in setup/debian-fonts.txt (apt-get install $(cat "
+                        "setup/debian-fonts.txt)) or pass font_paths.")
   prototypes = flat.reshape(len(paths), len(LETTERS), IMAGE_SIZE, IMAGE_SIZE)
   prototypes.flags.writeable = False  # shared by every Dataset built from this cached result
   return FontSet(tuple(paths), prototypes)

@@ -6,11 +6,13 @@ import os
 
 import numpy as np
 
+from dmr.errors import UserError
+
 _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
            0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
 
 
-class DataFileError(RuntimeError):
+class DataFileError(UserError, RuntimeError):
   """A data file is missing, truncated or corrupt; the message says how to get it."""
 
 

@@ -1,6 +1,7 @@
 """Reading datasets through `tfds.data_source` (random access, no TensorFlow needed)."""
 from __future__ import annotations
 
+import os
 from typing import Callable
 
 import numpy as np
@@ -13,6 +14,9 @@ def read_split(name: str, split: str, image_fn: Callable[[dict], np.ndarray],
                label_fn: Callable[[dict], int], missing_fix: str,
                data_dir: str | None = None) -> tuple[np.ndarray, np.ndarray]:
   """All examples of a tfds split as (images uint8 [N, ...], labels int32 [N]), in source order."""
+  if data_dir and not os.path.isdir(data_dir):
+    raise DataFileError(f"The data directory {data_dir} (config.data.dir) does not exist. "
+                        f"{missing_fix}")
   import tensorflow_datasets as tfds
   try:
     source = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
