@@ -43,3 +43,33 @@ def test_masked_batchnorm_ignores_padding_rows():
 def test_unknown_architecture():
   with pytest.raises(ValueError, match="allowed: \\['conv', 'mlp', 'resnet', 'vgg'\\]"):
     classifiers.make_classifier("vit", 10)
+
+
+def _kernels(architecture: str, keys: int = 8) -> dict[str, np.ndarray]:
+  """Every kernel of `architecture` (28x28x1, K = 10), each flattened over `keys` init draws."""
+  model = classifiers.make_classifier(architecture, 10)
+  init = jax.jit(lambda key: model.init(key, jnp.zeros((1, 28, 28, 1)))["params"])
+  draws = [init(jax.random.key(k)) for k in range(keys)]
+  flat = [dict((jax.tree_util.keystr(p), np.asarray(v)) for p, v in
+               jax.tree_util.tree_flatten_with_path(d)[0] if "kernel" in jax.tree_util.keystr(p))
+          for d in draws]
+  return {name: np.stack([f[name] for f in flat]) for name in flat[0]}
+
+
+@pytest.mark.parametrize("architecture", ["conv", "mlp"])
+def test_init_is_the_authors_kaiming_normal(architecture):
+  # The authors' kaiming_normal_(w, sqrt(2)): N(0, (2/3) / fan_in), untruncated (flax's default,
+  # LeCun normal, has variance 1 / fan_in and no weight beyond 2 std).
+  for name, w in _kernels(architecture).items():
+    fan_in = np.prod(w.shape[1:-1])
+    assert np.var(w) * fan_in == pytest.approx(2 / 3, rel=0.08), name
+    assert np.mean(np.abs(w) > 2 * np.std(w)) == pytest.approx(0.0455, abs=0.012), name
+
+
+def test_vgg_init_is_the_authors_he_normal():
+  # Convs [kh, kw, C, F]: kaiming_normal_(mode="fan_out"), N(0, 2 / (kh kw F)); linear layers
+  # N(0, 2 / fan_in). Kernels of >= 10,000 weights (the variance within 3%).
+  for name, w in _kernels("vgg", keys=1).items():
+    if w.size >= 10_000:
+      fan = np.prod(w.shape[1:3]) * w.shape[-1] if w.ndim == 5 else w.shape[1]
+      assert np.var(w) * fan == pytest.approx(2, rel=0.06), name
