@@ -1,10 +1,11 @@
-"""Classifiers: the paper's architecture, all input sizes, masked BatchNorm."""
+"""Classifiers: the paper's architecture, all input sizes, masked BatchNorm, initialization."""
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dmr.models import classifiers
+from dmr.models import classifiers, layers
 
 
 @pytest.mark.parametrize("architecture", sorted(classifiers.ARCHITECTURES))
@@ -73,3 +74,23 @@ def test_vgg_init_is_the_authors_he_normal():
     if w.size >= 10_000:
       fan = np.prod(w.shape[1:3]) * w.shape[-1] if w.ndim == 5 else w.shape[1]
       assert np.var(w) * fan == pytest.approx(2, rel=0.06), name
+
+
+class _Norm(nn.Module):
+  @nn.compact
+  def __call__(self, x, train: bool):
+    return layers.masked_batch_norm(x, train, None)
+
+
+def test_batchnorm_uses_pytorchs_momentum_and_epsilon():
+  # PyTorch's BatchNorm2d defaults (the authors'): running = 0.9 running + 0.1 batch statistic
+  # (flax calls 0.9 the momentum), epsilon 1e-5 in (x - mean) / sqrt(var + eps). A per-channel
+  # variance of ~1e-4 makes epsilon visible at 5%.
+  x = 0.01 * jax.random.normal(jax.random.key(0), (8, 3, 3, 2)) + jnp.array([0.5, -1.0])
+  variables = _Norm().init(jax.random.key(1), x, train=False)
+  y, updates = _Norm().apply(variables, x, train=True, mutable=["batch_stats"])
+  mean, var = np.mean(x, axis=(0, 1, 2)), np.var(x, axis=(0, 1, 2))
+  np.testing.assert_allclose(y, (x - mean) / np.sqrt(var + 1e-5), rtol=1e-3, atol=1e-4)
+  stats = updates["batch_stats"]["BatchNorm_0"]
+  np.testing.assert_allclose(stats["mean"], 0.1 * mean, rtol=1e-5)
+  np.testing.assert_allclose(stats["var"], 0.9 + 0.1 * var, rtol=1e-5)
