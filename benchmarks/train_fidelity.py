@@ -21,7 +21,8 @@ order per epoch for a seed, so a seed's two runs differ only in the framework, t
 initialization draw and float rounding. Each finished (framework, seed) is appended to
 `--results` with its per-image errors; the summary covers every record there with the same n
 and epochs: per-seed errors, mean and std per framework, and mean(dmr) - mean(torch) with a
-Welch t interval over seeds and dmr.stats' two-level bootstrap (seeds, then images). Give runs
+Welch t interval over seeds, dmr.stats' two-level bootstrap (seeds, then images) and a paired t
+interval over the seeds both arms ran. Give runs
 of another dmr version their own `--label` to compare them in one table; `--summary-only`
 prints the table without training.
 
@@ -141,37 +142,36 @@ def read_records(path: str) -> list[dict]:
 
 def summarize(records: list[dict], n: int, epochs: int) -> None:
   """Per-seed table, mean/std per arm, and each dmr arm minus the torch arm with intervals."""
-  records = [r for r in records if r["n"] == n and r["epochs"] == epochs]
   arms: dict[str, dict[int, np.ndarray]] = {}
   for r in records:  # a later record of the same (arm, seed) replaces an earlier one
-    arms.setdefault(r["arm"], {})[r["seed"]] = np.frombuffer(r["errors"].encode(), np.uint8) == ord("1")
+    if r["n"] == n and r["epochs"] == epochs:
+      errors = np.frombuffer(r["errors"].encode(), np.uint8) == ord("1")
+      arms.setdefault(r["arm"], {})[r["seed"]] = errors
   if not arms:
     print(f"no results for n={n}, epochs={epochs}")
     return
-  seeds = sorted({s for per_seed in arms.values() for s in per_seed})
+  rates = {arm: {seed: 100 * e.mean() for seed, e in per_seed.items()}
+           for arm, per_seed in arms.items()}
   print(f"\ntest error (%), n={n}, {epochs} epochs, batch {BATCH}")
   print(f"  {'seed':>6s}" + "".join(f"{arm:>14s}" for arm in arms))
-  for seed in seeds:
-    cells = [f"{100 * arms[arm][seed].mean():14.2f}" if seed in arms[arm] else f"{'-':>14s}"
-             for arm in arms]
-    print(f"  {seed:6d}" + "".join(cells))
+  for seed in sorted({s for per_seed in arms.values() for s in per_seed}):
+    print(f"  {seed:6d}" + "".join(f"{rates[arm][seed]:14.2f}" if seed in rates[arm]
+                                   else f"{'-':>14s}" for arm in arms))
   for what, fn in (("mean", np.mean), ("std", lambda v: np.std(v, ddof=1) if len(v) > 1 else 0)):
-    print(f"  {what:>6s}" + "".join(
-        f"{100 * fn([e.mean() for e in arms[arm].values()]):14.2f}" for arm in arms))
-  if "torch" not in arms:
-    return
-  twin = list(arms["torch"].values())
-  for arm in arms:
-    if arm == "torch":
-      continue
-    ours = list(arms[arm].values())
-    line = f"  {arm} - torch: {100 * (np.mean([e.mean() for e in ours]) - np.mean([e.mean() for e in twin])):+.2f} points"
+    print(f"  {what:>6s}" + "".join(f"{fn(list(rates[arm].values())):14.2f}" for arm in arms))
+  for arm in [a for a in arms if a != "torch" and "torch" in arms]:
+    ours, twin = list(rates[arm].values()), list(rates["torch"].values())
+    line = f"  {arm} - torch: {np.mean(ours) - np.mean(twin):+.2f} points"
     if len(ours) > 1 and len(twin) > 1:
-      welch = scipy_stats.ttest_ind([e.mean() for e in ours], [e.mean() for e in twin],
-                                    equal_var=False).confidence_interval(0.95)
-      boot = stats.difference_interval(twin, ours)
-      line += (f"; 95% Welch t [{100 * welch.low:+.2f}, {100 * welch.high:+.2f}]"
-               f"; 95% bootstrap (seeds, images) [{100 * boot.lo:+.2f}, {100 * boot.hi:+.2f}]")
+      welch = scipy_stats.ttest_ind(ours, twin, equal_var=False).confidence_interval(0.95)
+      boot = stats.difference_interval(list(arms["torch"].values()), list(arms[arm].values()))
+      line += (f"; 95% Welch t [{welch.low:+.2f}, {welch.high:+.2f}]; 95% bootstrap (seeds, "
+               f"images) [{100 * boot.lo:+.2f}, {100 * boot.hi:+.2f}]")
+    common = sorted(set(rates[arm]) & set(rates["torch"]))
+    if len(common) > 1:  # a seed's two runs share their batch order
+      paired = scipy_stats.ttest_rel([rates[arm][s] for s in common],
+                                     [rates["torch"][s] for s in common]).confidence_interval(0.95)
+      line += f"; paired t over seeds {common}: [{paired.low:+.2f}, {paired.high:+.2f}]"
     print(line)
 
 
