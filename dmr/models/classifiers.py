@@ -3,6 +3,7 @@
 Every classifier maps images [B, H, W, C] in [0, 1] to logits [B, K] and takes
 `train` (BatchNorm uses batch statistics and updates `batch_stats`) and an optional
 `mask` [B] of the real rows of a padded batch, which BatchNorm statistics ignore.
+Weights are initialized as in the authors' code (dmr.models.layers), biases with 0.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from dmr.models.layers import conv_bn_relu_stack, conv_stack_depth  # noqa: F401 (re-exported)
+from dmr.models.layers import authors_kaiming_normal, he_normal, he_normal_fan_out
 from dmr.models.layers import masked_batch_norm as _bn
 
 
@@ -27,10 +29,10 @@ class ConvClassifier(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool = False, mask=None):
-    x = conv_bn_relu_stack(x, self.channels, self.kernel, train, mask)
+    x = conv_bn_relu_stack(x, self.channels, self.kernel, train, mask, authors_kaiming_normal)
     x = x.reshape((x.shape[0], -1))
-    x = nn.Dense(10 * self.num_classes)(x)
-    return nn.Dense(self.num_classes)(x)
+    x = nn.Dense(10 * self.num_classes, kernel_init=authors_kaiming_normal)(x)
+    return nn.Dense(self.num_classes, kernel_init=authors_kaiming_normal)(x)
 
 
 class MLPClassifier(nn.Module):
@@ -42,8 +44,14 @@ class MLPClassifier(nn.Module):
   def __call__(self, x, train: bool = False, mask=None):
     x = x.reshape((x.shape[0], -1))
     for width in self.units:
-      x = _bn(nn.relu(nn.Dense(width)(x)), train, mask)
-    return nn.Dense(self.num_classes)(x)
+      x = _bn(nn.relu(nn.Dense(width, kernel_init=authors_kaiming_normal)(x)), train, mask)
+    return nn.Dense(self.num_classes, kernel_init=authors_kaiming_normal)(x)
+
+
+def _conv(features: int, kernel: int, stride: int = 1, padding: int = 1) -> nn.Conv:
+  """A bias-free conv with the authors' ResNet and VGG init (he_normal_fan_out)."""
+  return nn.Conv(features, (kernel, kernel), strides=stride, padding=padding, use_bias=False,
+                 kernel_init=he_normal_fan_out)
 
 
 class ResidualBlock(nn.Module):
@@ -53,12 +61,12 @@ class ResidualBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool, mask):
-    y = nn.Conv(self.channels, (3, 3), strides=self.stride, padding=1, use_bias=False)(x)
+    y = _conv(self.channels, 3, self.stride)(x)
     y = nn.relu(_bn(y, train, mask))
-    y = nn.Conv(self.channels, (3, 3), padding=1, use_bias=False)(y)
+    y = _conv(self.channels, 3)(y)
     y = _bn(y, train, mask)
     if x.shape != y.shape:
-      x = nn.Conv(self.channels, (1, 1), strides=self.stride, use_bias=False)(x)
+      x = _conv(self.channels, 1, self.stride, padding=0)(x)
       x = _bn(x, train, mask)
     return nn.relu(x + y)
 
@@ -71,14 +79,14 @@ class ResNetClassifier(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool = False, mask=None):
-    x = nn.Conv(self.channels, (3, 3), padding=1, use_bias=False)(x)
+    x = _conv(self.channels, 3)(x)
     x = nn.relu(_bn(x, train, mask))
     for stage, blocks in enumerate(self.stages):
       for block in range(blocks):
         stride = 2 if stage > 0 and block == 0 else 1
         x = ResidualBlock(self.channels * 2**stage, stride)(x, train, mask)
     x = jnp.mean(x, axis=(1, 2))
-    return nn.Dense(self.num_classes)(x)
+    return nn.Dense(self.num_classes, kernel_init=authors_kaiming_normal)(x)
 
 
 class VGGClassifier(nn.Module):
@@ -90,13 +98,13 @@ class VGGClassifier(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool = False, mask=None):
     for width in self.channels:
-      x = nn.relu(_bn(nn.Conv(width, (3, 3), padding=1, use_bias=False)(x), train, mask))
+      x = nn.relu(_bn(_conv(width, 3)(x), train, mask))
       if min(x.shape[1:3]) >= 2:
         x = nn.max_pool(x, (2, 2), strides=(2, 2))
     x = x.reshape((x.shape[0], -1))
     for width in self.hidden:
-      x = nn.relu(nn.Dense(width)(x))
-    return nn.Dense(self.num_classes)(x)
+      x = nn.relu(nn.Dense(width, kernel_init=he_normal)(x))
+    return nn.Dense(self.num_classes, kernel_init=he_normal)(x)
 
 
 ARCHITECTURES = {

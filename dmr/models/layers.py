@@ -48,12 +48,36 @@ def conv_stack_depth(height: int, width: int, kernel: int = 4, stride: int = 2) 
   return len(conv_stack_sizes(height, width, kernel, stride)) - 1
 
 
-def lecun_normal_2d(key, shape, dtype=jnp.float32):
-  """flax's default kernel init (lecun_normal: fan_in = all axes but the last) drawn as a
-  [fan_in, features] matrix and reshaped: XLA:CPU compiles a random draw of rank >= 3 (with the
-  default partitionable threefry) 10x slower, seconds per conv kernel."""
-  fan_in = math.prod(shape[:-1])
-  return nn.initializers.lecun_normal()(key, (fan_in, shape[-1]), dtype).reshape(shape)
+def drawn_as_matrix(init: nn.initializers.Initializer) -> nn.initializers.Initializer:
+  """`init` (fan_in = all axes but the last) drawn as a [fan_in, features] matrix and reshaped:
+  XLA:CPU compiles a random draw of rank >= 3 (with the default partitionable threefry) 10x
+  slower, seconds per conv kernel."""
+
+  def draw(key, shape, dtype=jnp.float32):
+    return init(key, (math.prod(shape[:-1]), shape[-1]), dtype).reshape(shape)
+
+  return draw
+
+
+# flax's default kernel init: truncated normal, variance 1 / fan_in.
+lecun_normal_2d = drawn_as_matrix(nn.initializers.lecun_normal())
+
+# The authors' classifier init, PyTorch's kaiming_normal_(w, sqrt(2)): the sqrt(2) there is the
+# leaky-ReLU slope a, so the gain is sqrt(2 / (1 + a^2)) and w ~ N(0, (2/3) / fan_in).
+AUTHORS_GAIN_SQUARED = 2 / 3
+authors_kaiming_normal = drawn_as_matrix(
+    nn.initializers.variance_scaling(AUTHORS_GAIN_SQUARED, "fan_in", "normal"))
+
+# kaiming_normal_(w, nonlinearity="relu"): N(0, 2 / fan_in), the authors' VGG linear layers.
+he_normal = drawn_as_matrix(nn.initializers.variance_scaling(2.0, "fan_in", "normal"))
+
+
+def he_normal_fan_out(key, shape, dtype=jnp.float32):
+  """kaiming_normal_(w, mode="fan_out", nonlinearity="relu") of a conv kernel [kh, kw, C, F]:
+  N(0, 2 / (kh kw F)), the authors' ResNet and VGG convs (drawn as a matrix, see above)."""
+  fan_out = math.prod(shape[:-2]) * shape[-1]
+  std = math.sqrt(2.0 / fan_out)
+  return (std * jax.random.normal(key, (math.prod(shape[:-1]), shape[-1]), dtype)).reshape(shape)
 
 
 class StridedConv(nn.Module):
@@ -66,12 +90,13 @@ class StridedConv(nn.Module):
   """
   features: int
   kernel: int = 4
+  kernel_init: nn.initializers.Initializer = lecun_normal_2d
 
   @nn.compact
   def __call__(self, x):
     batch, height, width, channels = x.shape
     k, pad = self.kernel, same_padding(self.kernel)
-    weights = self.param("kernel", lecun_normal_2d, (k, k, channels, self.features))
+    weights = self.param("kernel", self.kernel_init, (k, k, channels, self.features))
     used = [2 * ((s + 2 * pad - k) // 2) + k for s in (height, width)]  # Rows the windows cover.
     x = jnp.pad(x, ((0, 0), (pad, used[0] - height - pad), (pad, used[1] - width - pad), (0, 0)))
     x = x.reshape((batch, used[0] // 2, 2, used[1] // 2, 2, channels)).transpose((0, 1, 3, 2, 4, 5))
@@ -82,7 +107,8 @@ class StridedConv(nn.Module):
                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
-def conv_bn_relu_stack(x, channels: int, kernel: int, train: bool, mask):
+def conv_bn_relu_stack(x, channels: int, kernel: int, train: bool, mask,
+                       kernel_init: nn.initializers.Initializer = lecun_normal_2d):
   """Conv(kernel, stride 2, padding kernel/2 - 1) -> BN -> ReLU while the size stays >= 4, with
   channels, 2 * channels, ... x [B, H, W, C] -> [B, 3, 3, channels * 2**(depth - 1)] (28x28).
 
@@ -90,6 +116,6 @@ def conv_bn_relu_stack(x, channels: int, kernel: int, train: bool, mask):
   whose gradient is rounding noise (which Adam's normalization turns into lr-sized steps).
   """
   for i in range(conv_stack_depth(x.shape[1], x.shape[2], kernel)):
-    x = StridedConv(channels * 2**i, kernel, name=f"Conv_{i}")(x)
+    x = StridedConv(channels * 2**i, kernel, kernel_init, name=f"Conv_{i}")(x)
     x = nn.relu(masked_batch_norm(x, train, mask))
   return x
