@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from jax.sharding import NamedSharding, PartitionSpec
 
+from dmr import parallel
 from dmr.models import convs
 
 FORMS = {"hwio_gradient_conv": convs.hwio_gradient_conv, "im2col_conv": convs.im2col_conv,
@@ -90,13 +91,13 @@ def test_bfloat16_in_bfloat16_out(form):
 
 @pytest.mark.parametrize("form", sorted(FORMS))
 def test_batch_sharded_over_eight_devices(form):
-  mesh = jax.make_mesh((8,), ("batch",))
+  mesh = parallel.data_mesh()
   x, kernel, cotangent = random_inputs((16, 7, 6, 4), (3, 2, 4, 5))
-  rows = NamedSharding(mesh, PartitionSpec("batch"))
-  x, cotangent = jax.device_put(x, rows), jax.device_put(cotangent, rows)
-  grads = jax.jit(jax.grad(weighted_sum(FORMS[form], cotangent), (0, 1)))(x, kernel)
-  assert grads[0].sharding.is_equivalent_to(rows, 4)
   expected = jax.grad(weighted_sum(lax_conv, cotangent), (0, 1))(x, kernel)
+  x, cotangent = parallel.shard_batch((np.asarray(x), np.asarray(cotangent)), mesh)
+  loss = lambda x, kernel, cotangent: weighted_sum(FORMS[form], cotangent)(x, kernel)
+  grads = jax.jit(jax.grad(loss, (0, 1)))(x, kernel, cotangent)
+  assert grads[0].sharding.is_equivalent_to(NamedSharding(mesh, PartitionSpec(parallel.AXIS)), 4)
   for actual, wanted in zip(grads, expected):
     assert_close(actual, wanted)
 
