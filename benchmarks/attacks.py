@@ -7,14 +7,13 @@ The Fashion-MNIST ConvClassifier (the paper's) is trained for one epoch on the l
 every contender attacks its first `batch` test images, L-inf eps 0.3, 40 steps, every step run
 (early_stop=False, as in adversarial training):
 - dmr's default call, `attacks.pgd(logits_fn, x, y, key=key, eps=0.3, early_stop=False)` (sign
-  steps of 2.5 eps / 40 from a uniform start, lax.while_loop), reported first; then unroll=True;
+  steps of 2.5 eps / 40 from a uniform start; unroll="auto" unrolls a conv model on CPU),
+  reported first; then the loop as a lax.while_loop (unroll=False) and unrolled (unroll=True);
 - the same on a user's plain model: the network as a pure JAX function of lax.conv_general_dilated
   (stride 2, BatchNorm folded into the conv) with the same weights;
 - torchattacks.PGD (same eps, step, start law) and the same loop as dmr's written in PyTorch, on
   a PyTorch twin with the same weights; the paper's Adam attack in dmr and in PyTorch;
-- the gradient floor: 40 x one jitted input gradient of the same model and batch;
-- a candidate fix (benchmarks/candidates.py): the default call traced with the convs' input
-  gradients computed against an HWIO-laid-out flipped kernel.
+- the gradient floor: 40 x one jitted input gradient of the same model and batch.
 Without --cores the script runs at 1 core, then at all cores, each in its own process pinned to
 the same cores for every contender (benchmarks/pinning.py). Timing: one warm-up, then the median
 of `repeats` rounds that interleave all contenders. Success rates: the paper's evaluation
@@ -39,7 +38,6 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
-import candidates  # noqa: E402
 from dmr import attacks  # noqa: E402
 from dmr.attacks import starts  # noqa: E402
 from dmr.models import layers  # noqa: E402
@@ -202,13 +200,6 @@ def dmr_attack(logits_fn, x, y, key, **options):
                              **options).x_adv.block_until_ready()
 
 
-def traced_in(context, run):
-  """run, called once inside context() so that it is traced and compiled there."""
-  with context():
-    run()
-  return run
-
-
 def synchronized(run):
   """run() followed by waiting for torch's device."""
   if torch is None or not torch.cuda.is_available():
@@ -238,17 +229,15 @@ def main():
         f"{correct.mean():.2f}; plain lax model max |logit difference| {plain_gap:.1e}")
 
   contenders = {
-      "dmr pgd, defaults (while loop)": dmr_attack(logits_fn, x, y, key),
+      "dmr pgd, defaults (unroll=auto)": dmr_attack(logits_fn, x, y, key),
+      "dmr pgd, unroll=False (while loop)": dmr_attack(logits_fn, x, y, key, unroll=False),
       "dmr pgd, unroll=True": dmr_attack(logits_fn, x, y, key, unroll=True),
       "plain lax model: dmr pgd, defaults": dmr_attack(plain_fn, x, y, key),
       "plain lax model: dmr pgd, unroll=True": dmr_attack(plain_fn, x, y, key, unroll=True),
-      "dmr adam (paper), while loop": dmr_attack(logits_fn, x, y, key, **ATTACKS["adam"]),
+      "dmr adam (paper), while loop": dmr_attack(logits_fn, x, y, key, unroll=False,
+                                                 **ATTACKS["adam"]),
       "dmr adam (paper), unroll=True": dmr_attack(logits_fn, x, y, key, unroll=True,
                                                   **ATTACKS["adam"]),
-      "candidate: HWIO input gradients, while": traced_in(
-          candidates.hwio_input_gradients,
-          dmr_attack(jax.tree_util.Partial(lambda v, images: model.apply(v, images, train=False),
-                                           variables), x, y, key)),
       "gradient floor": gradient_floor(logits_fn, x, y),
       "plain lax model: gradient floor": gradient_floor(plain_fn, x, y),
   }

@@ -130,7 +130,6 @@ def classifier_contenders(batches, steps_per_run: int) -> dict:
     cross_entropy = torch.nn.CrossEntropyLoss()
     contenders["torch"] = torch_runner(net, lambda net, x, y: cross_entropy(net(x), y),
                                        *torch_adam(net, 0.01, 0.95, 600), batches, steps_per_run)
-  contenders["candidate: im2col convs"] = runner(model, tracing=candidates.im2col_convs)
   contenders["candidate: GEMM kernel gradients"] = runner(
       model, tracing=candidates.gemm_kernel_gradients)
   contenders["candidate: BatchNorm without mask"] = runner(candidates.ignore_mask(model))
@@ -151,7 +150,6 @@ def vaegan_contenders(batches, steps_per_run: int) -> dict:
     contenders["torch"] = torch_runner(
         net, loss, *torch_adam(net, VAEGAN["learning_rate"], VAEGAN["decay"], 600), batches,
         steps_per_run)
-  contenders["candidate: im2col convs"] = runner(nets, tracing=candidates.im2col_convs)
   contenders["candidate: GEMM kernel gradients"] = runner(
       nets, tracing=candidates.gemm_kernel_gradients)
   return contenders

@@ -9,8 +9,9 @@ import functools
 import math
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
+
+from dmr.models import convs
 
 # PyTorch's BatchNorm defaults (momentum 0.1 there is 0.9 here), as the paper's code used.
 BatchNorm = functools.partial(nn.BatchNorm, momentum=0.9, epsilon=1e-5)
@@ -103,8 +104,7 @@ class StridedConv(nn.Module):
     x = x.reshape((batch, used[0] // 2, used[1] // 2, 4 * channels))
     weights = weights.reshape((k // 2, 2, k // 2, 2, channels, self.features))
     weights = weights.transpose((0, 2, 1, 3, 4, 5)).reshape((k // 2, k // 2, 4 * channels, -1))
-    return jax.lax.conv_general_dilated(x, weights.astype(x.dtype), (1, 1), "VALID",
-                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return convs.valid_conv(x, weights.astype(x.dtype))
 
 
 def conv_bn_relu_stack(x, channels: int, kernel: int, train: bool, mask,

@@ -13,6 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from dmr.models import convs
 from dmr.models.classifiers import ConvClassifier
 from dmr.models.layers import (conv_bn_relu_stack, conv_stack_sizes, lecun_normal_2d,
                                masked_batch_norm)
@@ -86,7 +87,8 @@ class TransposedConv(nn.Module):
     # Padded explicitly: XLA:CPU's kernel gradient of a conv with uneven padding is 30x slower.
     x = jnp.pad(x, ((0, 0), (1, 1 + extra[0]), (1, 1 + extra[1]), (0, 0)))
     phases = nn.Conv(4 * self.features, (3, 3), padding="VALID", use_bias=False,
-                     kernel_init=lecun_normal_2d)(x)
+                     kernel_init=lecun_normal_2d,
+                     conv_general_dilated=convs.conv_general_dilated)(x)
     rows, cols = phases.shape[1:3]
     x = phases.reshape((batch, rows, cols, 2, 2, self.features)).transpose((0, 1, 3, 2, 4, 5))
     x = x.reshape((batch, 2 * rows, 2 * cols, self.features))[:, :self.target[0], :self.target[1]]

@@ -1,0 +1,89 @@
+"""Stride-1 VALID convolutions, images NHWC and kernels HWIO, with gradients XLA:CPU computes fast.
+
+Every conv of dmr's conv stacks is one of these: StridedConv turns its stride-2 conv into one by
+space-to-depth, TransposedConv by phase decomposition. Values equal
+lax.conv_general_dilated(x, kernel, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+and gradients (input and kernel, first order; also second order) equal its autodiff, up to float
+rounding. `valid_conv` picks the faster of two forms per kernel size (benchmarks/ measures them).
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+_NHWC = ("NHWC", "HWIO", "NHWC")
+
+
+def _lax_valid_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  return jax.lax.conv_general_dilated(x, kernel, (1, 1), "VALID", dimension_numbers=_NHWC)
+
+
+@jax.custom_vjp
+def hwio_gradient_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """`valid_conv` whose input gradient is the output gradient, padded by kernel - 1, convolved
+  with the flipped kernel stored in HWIO order behind an optimization barrier. Left to itself,
+  XLA folds that transpose into the conv's dimension numbers, and inside a lax.while_loop (the
+  attacks' default loop) XLA:CPU runs such a conv about 7x slower. The kernel gradient is
+  autodiff's.
+  """
+  return _lax_valid_conv(x, kernel)
+
+
+def _hwio_forward(x, kernel):
+  return _lax_valid_conv(x, kernel), (x, kernel)
+
+
+def _hwio_backward(residuals, g):
+  x, kernel = residuals
+  kh, kw = kernel.shape[:2]
+  flipped = jax.lax.optimization_barrier(jnp.flip(kernel, (0, 1)).transpose((0, 1, 3, 2)))
+  padded = jnp.pad(g, ((0, 0), (kh - 1, kh - 1), (kw - 1, kw - 1), (0, 0)))
+  kernel_gradient = jax.vjp(lambda k: _lax_valid_conv(x, k), kernel)[1](g)[0]
+  return _lax_valid_conv(padded, flipped), kernel_gradient
+
+
+hwio_gradient_conv.defvjp(_hwio_forward, _hwio_backward)
+
+
+def patches(x: jax.Array, kh: int, kw: int) -> jax.Array:
+  """x [B, H, W, C] -> its VALID windows [B, H - kh + 1, W - kw + 1, kh * kw * C] (HWC order)."""
+  rows, cols = x.shape[1] - kh + 1, x.shape[2] - kw + 1
+  return jnp.concatenate([x[:, i:i + rows, j:j + cols] for i in range(kh) for j in range(kw)],
+                         axis=-1)
+
+
+def im2col_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """valid_conv as a matrix product: patches [.., kh * kw * C] @ kernel [kh * kw * C, O].
+
+  Autodiff makes both gradients matrix products too; XLA:CPU computes a conv's kernel gradient
+  as a conv whose window is the whole output map, several times slower than this product.
+  """
+  kh, kw, channels, features = kernel.shape
+  return jnp.dot(patches(x, kh, kw), kernel.reshape((kh * kw * channels, features)))
+
+
+def valid_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """x [B, H, W, C], kernel [kh, kw, C, O] -> [B, H - kh + 1, W - kw + 1, O].
+
+  Kernels of 9 taps or more (3x3: the discriminator's and the decoder's) as `im2col_conv`, whose
+  step is about 2x faster there; smaller ones (2x2: the classifier's and the encoder's) as
+  `hwio_gradient_conv`, which the attacks' while loop needs.
+  """
+  kh, kw = kernel.shape[:2]
+  return (im2col_conv if kh * kw >= 9 else hwio_gradient_conv)(x, kernel)
+
+
+def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
+                         dimension_numbers=None, feature_group_count=1, batch_group_count=1,
+                         precision=None, preferred_element_type=None) -> jax.Array:
+  """lax.conv_general_dilated restricted to `valid_conv`'s case, for
+  nn.Conv(..., padding="VALID", conv_general_dilated=convs.conv_general_dilated)."""
+  del precision, preferred_element_type
+  layout = jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
+  ones = lambda values: values is None or all(v == 1 for v in values)
+  if not (padding == "VALID" and ones(window_strides) and ones(lhs_dilation)
+          and ones(rhs_dilation) and feature_group_count == batch_group_count == 1
+          and layout == jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC)):
+    raise ValueError("convs.conv_general_dilated computes only stride-1 VALID NHWC/HWIO convs; "
+                     "use jax.lax.conv_general_dilated for others.")
+  return valid_conv(lhs, rhs)
