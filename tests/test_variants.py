@@ -49,7 +49,7 @@ def test_off_adv_half_reaches_the_loss_maximum_of_its_ball():
   assert loss(logits_fn, x_adv, y) > loss(logits_fn, x, y) + 1.0
 
 
-@pytest.mark.parametrize("variant", ["off_adv", "stn_augm", "stn_adv"])
+@pytest.mark.parametrize("variant", ["off_adv", "stn_augm"])
 def test_strength_measures_half_of_each_batch(variant):
   logits_fn, _, x, y = data()
   half, aux = variants.second_half(variant, lambda kind: training_spec(),
@@ -68,7 +68,8 @@ def test_strength_measures_half_of_each_batch(variant):
 
 def test_stn_adv_half_raises_the_loss_within_its_range():
   logits_fn, _, x, y = data()
-  half = variants.stn_adversarial(training_spec(), geometry.AUGMENTATION)
+  spec = training_spec("smoke").replace(unroll=False)  # 3 steps, one loop body: fast to compile.
+  half = variants.stn_adversarial(spec, geometry.AUGMENTATION)
   x_adv = half(logits_fn, x, y, jax.random.key(2), None)
   assert loss(logits_fn, x_adv, y) > loss(logits_fn, x, y)
 
