@@ -53,6 +53,8 @@ def leaving_parts(project: Callable, x: np.ndarray, x_adv: np.ndarray) -> Leavin
   perturbation's component normal to the manifold (exact for a linear manifold), unbiased by x's
   own distance to it, unlike d(x_adv)^2 - d(x)^2 = ||delta_n||^2 + 2 r(x).delta_n.
   """
+  if not len(x):
+    return Leaving(*(np.zeros(0) for _ in Leaving._fields))
   codes, p = project(x, None)
   _, p_adv = project(x_adv, codes)
   r, r_adv = _flat(np.asarray(x - p, np.float64)), _flat(np.asarray(x_adv - p_adv, np.float64))
@@ -200,7 +202,9 @@ def local_distances(x_train, x: np.ndarray, x_adv: np.ndarray, *, neighbours: in
                     seed: int, batch_size: int, mesh) -> dict:
   """Mean residuals and angle of x_adv against the local subspaces of x's `neighbours` nearest
   training images (searched in a PCA space of pca_dims, fitted with `seed`), beside the expected
-  angle of a random direction to a subspace of that dimension."""
+  angle of a random direction to a subspace of that dimension ({"images": 0} without images)."""
+  if not len(x):
+    return {"images": 0}
   index = build_neighbour_index(x_train, pca_dims, seed=seed)
 
   def measure(xb, ab):
@@ -208,7 +212,7 @@ def local_distances(x_train, x: np.ndarray, x_adv: np.ndarray, *, neighbours: in
     return local_subspace_distances(xb, ab, jnp.asarray(np.asarray(x_train[nearest])))
 
   local = parallel.map_in_batches(measure, (x, x_adv), batch_size, mesh)
-  return {"residual_clean": _mean(local.clean), "residual_adversarial": _mean(local.adversarial),
+  return {"images": int(len(x)), "residual_clean": _mean(local.clean), "residual_adversarial": _mean(local.adversarial),
           "residual_perturbation": _mean(local.perturbation), "angle_degrees": _mean(local.angle),
           # The expected angle of a random direction to a (K-1)-dim subspace of R^D.
           "random_direction_angle_degrees": float(np.degrees(np.arccos(np.sqrt(

@@ -38,8 +38,9 @@ def rates(success: np.ndarray, correct: np.ndarray) -> Rates:
 
 class Outcome(NamedTuple):
   """Per input of an attack: correct [N] (clean or on-manifold start classified correctly),
-  success [N, R] per restart (re-verified), verified: inputs with a success whose stored example
-  passed `verify`, rejected: those that failed it (their successes are dropped)."""
+  success [N, R] per restart (re-verified), verified: correct inputs with a success (those the
+  rates count) whose stored example passed `verify`, rejected: those that failed it. Every input
+  failing `verify` loses its successes."""
   correct: np.ndarray
   success: np.ndarray
   verified: int
@@ -72,11 +73,11 @@ def verified_outcome(logits_fn, x_adv, y, correct, success, inside, batch_size,
                      mesh) -> Outcome:
   """The Outcome of an attack whose stored examples x_adv [N, ...] (one per input, its strongest
   restart) claim success [N, R]; inputs failing `verify` keep no success."""
-  success = np.asarray(success, bool)
-  claimed = success.any(axis=1)
+  success, correct = np.asarray(success, bool), np.asarray(correct, bool)
+  counted = success.any(axis=1) & correct
   ok = verify(logits_fn, x_adv, y, batch_size, mesh, inside)
-  return Outcome(np.asarray(correct, bool), success & ok[:, None], int(np.sum(claimed & ok)),
-                 int(np.sum(claimed & ~ok)))
+  return Outcome(correct, success & ok[:, None], int(np.sum(counted & ok)),
+                 int(np.sum(counted & ~ok)))
 
 
 def _predict(logits_fn, x):

@@ -55,7 +55,7 @@ def test_off_manifold_outcome_is_verified_and_counts_correct_inputs():
   outcome, x_adv = robustness.off_manifold_outcome(LOGITS, x, y, spec, jax.random.key(0), 4, mesh)
   np.testing.assert_array_equal(outcome.correct, [True, True, False, True])
   np.testing.assert_array_equal(outcome.success.any(axis=1), [True, False, True, True])
-  assert outcome.verified == 3 and outcome.rejected == 0
+  assert outcome.verified == 2 and outcome.rejected == 0  # The wrong input is not counted.
   assert outcome.rates.success == pytest.approx(2 / 3) and outcome.rates.correct == 3
   assert np.max(np.abs(x_adv - x)) <= 0.3 + 1e-6
 
