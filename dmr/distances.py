@@ -66,10 +66,11 @@ def leaving_parts(project: Callable, x: np.ndarray, x_adv: np.ndarray) -> Leavin
 def random_direction(x: np.ndarray, x_adv: np.ndarray, seed: int) -> np.ndarray:
   """x + a uniformly random direction of the norm of x_adv - x, per image (not clipped to the
   box: a reference for the geometry, not an input of the classifier)."""
+  size = int(np.prod(x.shape[1:]))
+  per_image = lambda v: np.linalg.norm(v.reshape(len(v), size), axis=1).reshape(
+      (-1,) + (1,) * (x.ndim - 1))
   u = np.random.default_rng(seed).standard_normal(x.shape).astype(np.float32)
-  u /= np.linalg.norm(_flat(u), axis=1).reshape((-1,) + (1,) * (x.ndim - 1))
-  norm = np.linalg.norm(_flat(x_adv - x), axis=1).reshape((-1,) + (1,) * (x.ndim - 1))
-  return x + norm * u
+  return x + per_image(x_adv - x) * u / per_image(u)
 
 
 def manifold_distances(project_of: Callable, rows: np.ndarray, x: np.ndarray,

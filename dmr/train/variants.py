@@ -103,6 +103,7 @@ def training_attack_strength(second_half, logits_fn, x, y, aux, key: jax.Array,
   train_adversarial_share: mean fraction of each whole batch that is replaced (1/2 at most);
   train_adversarial_share_min: the smallest such fraction over the batches.
   """
+  batch_size = min(batch_size, len(y))
   half = batch_size // 2
   shares, replaced_rows, fooled_rows, linf_rows, l2_rows = [], [], [], [], []
   for b in range(min(batches, len(y) // batch_size)):
