@@ -82,3 +82,13 @@ def test_references_bracket_the_share_and_flag_a_coarse_fit():
       lambda rows: projector(mean, basis), np.arange(N), close, close_adv, np.arange(N),
       on_start.reshape(shape), on_adv.reshape(shape), seed=0)
   assert summary["fit_too_coarse"] is False
+
+
+def test_no_successful_example_gives_empty_arrays_and_nan_shares():
+  """A run whose reference model no attack broke still finishes its distances stage."""
+  x = np.zeros((0, 8, 8, 1), np.float32)
+  unused = lambda rows: lambda images, init: pytest.fail("nothing to project")
+  summary, arrays = distances.manifold_distances(unused, np.arange(0), x, x, np.arange(0), x, x,
+                                                 seed=0)
+  assert summary["images"] == 0 and np.isnan(summary["off_manifold_fraction"])
+  assert all(a.shape == (0,) for a in arrays.values())
