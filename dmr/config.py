@@ -44,6 +44,11 @@ SHARED_PRESETS = {
     "adversarial_training.step_size":   (0.0075,                0.075,             0.25),
     "attack.steps":                     (40,                    40,                3),
     "attack.restarts":                  (5,                     2,                 2),
+    # smoke: sign steps reaching eps, so that tests see successful examples after 3 steps.
+    "attack.optimizer":                 ("adam",                "adam",            "sign"),
+    "attack.step_size":                 (0.005,                 0.005,             0.25),
+    "on_manifold_attack.optimizer":     ("adam",                "adam",            "sign"),
+    "on_manifold_attack.step_size":     (0.005,                 0.005,             0.25),
     "attack.num_test":                  (1000,                  500,               40),
     "attack.batch_size":                (500,                   500,               40),
     "on_manifold_attack.steps":         (40,                    40,                3),
