@@ -37,10 +37,19 @@ SHARED_PRESETS = {
     "train.checkpoint_every_steps":     (500,                   500,               1),
     "train.log_every_steps":            (50,                    50,                1),
     # Small N is where on-manifold training should help; 10 attack steps per training batch keep
-    # quick's adversarial training within the demo's 15 minutes on 2 CPU cores.
+    # quick's adversarial training within the demo's 15 minutes on 2 CPU cores. Every preset's
+    # training attack reaches its whole eps-ball (steps x step_size >= eps, see `validate`):
+    # paper keeps the authors' Adam with lr 0.3 / 40; cut presets take sign steps of 2.5 eps / steps.
     "adversarial_training.steps":       (40,                    10,                3),
+    "adversarial_training.optimizer":   ("adam",                "sign",            "sign"),
+    "adversarial_training.step_size":   (0.0075,                0.075,             0.25),
     "attack.steps":                     (40,                    40,                3),
     "attack.restarts":                  (5,                     2,                 2),
+    # smoke: sign steps reaching eps, so that tests see successful examples after 3 steps.
+    "attack.optimizer":                 ("adam",                "adam",            "sign"),
+    "attack.step_size":                 (0.005,                 0.005,             0.25),
+    "on_manifold_attack.optimizer":     ("adam",                "adam",            "sign"),
+    "on_manifold_attack.step_size":     (0.005,                 0.005,             0.25),
     "attack.num_test":                  (1000,                  500,               40),
     "attack.batch_size":                (500,                   500,               40),
     "on_manifold_attack.steps":         (40,                    40,                3),
@@ -112,14 +121,15 @@ def base(dataset: str, preset: str) -> ml_collections.ConfigDict:
   c.train.log_every_steps = 50
 
   # Adversarial training (off_adv, on_adv_*, stn_adv): the paper's attack, all steps, keeping the
-  # highest-loss iterate (early_stop False), one restart, in eval mode. eps: image-space L-inf
+  # highest-loss iterate (early_stop False), one restart, in eval mode; steps x step_size must
+  # reach the largest eps (a sign or Adam step moves each coordinate by at most step_size). eps: image-space L-inf
   # (off_adv), latent / theta L-inf (on_adv_*), theta L-inf around the identity (stn_adv).
   c.adversarial_training = ml_collections.ConfigDict()
   c.adversarial_training.off_eps = 0.3
   c.adversarial_training.on_eps = 0.3
   c.adversarial_training.stn_eps = 0.3
   c.adversarial_training.steps = 40
-  c.adversarial_training.step_size = 0.005
+  c.adversarial_training.step_size = 0.0075  # 40 x 0.0075 = 0.3: the whole eps-ball.
   c.adversarial_training.optimizer = "adam"
   c.adversarial_training.init = "paper"
   c.adversarial_training.restarts = 1
@@ -299,6 +309,7 @@ def validate(c: ml_collections.ConfigDict, train_size: int | None = None) -> Non
     value = _get(c, field)
     if not isinstance(value, (int, float)) or not value > 0:
       _fail(field, value, "a number > 0")
+  _validate_training_reach(c.adversarial_training)
   for section in ("attack", "on_manifold_attack", "adversarial_training"):
     for field, allowed in (("optimizer", ("sign", "adam")), ("init", ("uniform", "paper", "zero")),
                            ("norm", ("linf", "l2", "l1"))):
@@ -330,6 +341,16 @@ def validate(c: ml_collections.ConfigDict, train_size: int | None = None) -> Non
   from dmr.models.classifiers import ARCHITECTURES
   if c.classifier.architecture not in ARCHITECTURES:
     _fail("classifier.architecture", c.classifier.architecture, str(sorted(ARCHITECTURES)))
+
+
+def _validate_training_reach(a: ml_collections.ConfigDict) -> None:
+  """The training attack must be able to reach its whole eps-ball: steps x step_size >= eps."""
+  eps = max(a.off_eps, a.on_eps, a.stn_eps)
+  if a.steps * a.step_size < eps * (1 - 1e-6):
+    _fail("adversarial_training.step_size", a.step_size,
+          f">= {eps / a.steps:.6g} (steps x step_size >= the largest training eps {eps}; with "
+          f"{a.steps} steps a step of {a.step_size} reaches only {a.steps * a.step_size:.4g}): "
+          f"raise the step size or the steps")
 
 
 def _get(c: ml_collections.ConfigDict, dotted: str):

@@ -12,7 +12,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from dmr import data, distances, manifolds, parallel, report, results, robustness
+from dmr import data, distances, manifolds, outcomes, parallel, report, results, robustness
 from dmr import config as dmr_config
 from dmr.data.dataset import Dataset
 from dmr.train import classifier, loop, steps, variants
@@ -29,17 +29,26 @@ def examples_path(workdir: str, variant: str, n: int, seed: int) -> str:
   return os.path.join(workdir, "examples", f"{variant}_n{n}_seed{seed}.npz")
 
 
-def train_one_classifier(config: ml_collections.ConfigDict, ds: Dataset, variant: str, n: int,
-                         seed: int, workdir: str, mesh) -> steps.TrainState:
-  """Trains (or resumes, or loads when finished) the classifier (variant, n, seed)."""
-  t, a = config.train, config.adversarial_training
-  key = jax.random.key(dmr_config.seed(config, "model_init", seed))
-  model, tx, state = classifier.initial_state(config, ds, n, key)
+def training_variant(config: ml_collections.ConfigDict, ds: Dataset, variant: str, n: int,
+                     workdir: str, mesh) -> tuple:
+  """(second_half, aux) of `variant` for the first n training rows (dmr.train.variants)."""
+  a = config.adversarial_training
   kinds = (variants.MANIFOLD_OF[variant],) if variant in variants.MANIFOLD_OF else ()
-  second_half, aux = variants.second_half(
+  return variants.second_half(
       variant, lambda kind: dmr_config.attack_spec(a, a[f"{kind}_eps"]),
       dmr_config.stn_theta_range(config), manifolds.load(config, ds, workdir, mesh, kinds), n)
-  train_step = steps.make_train_step(model, tx, second_half, half=t.batch_size // 2)
+
+
+def train_one_classifier(config: ml_collections.ConfigDict, ds: Dataset, variant: str, n: int,
+                         seed: int, workdir: str, mesh,
+                         second_half: tuple | None = None) -> steps.TrainState:
+  """Trains (or resumes, or loads when finished) the classifier (variant, n, seed);
+  second_half: its (second_half, aux) when already built (default: `training_variant`)."""
+  t = config.train
+  key = jax.random.key(dmr_config.seed(config, "model_init", seed))
+  model, tx, state = classifier.initial_state(config, ds, n, key)
+  half, aux = second_half or training_variant(config, ds, variant, n, workdir, mesh)
+  train_step = steps.make_train_step(model, tx, half, half=t.batch_size // 2)
   subset = ds.first_n(n)
   return loop.run_epochs(
       train_step, state, subset.x_train, subset.y_train, epochs=t.epochs,
@@ -56,17 +65,46 @@ def load_classifier(config: ml_collections.ConfigDict, ds: Dataset, variant: str
                                    mesh)
 
 
+def state_logits_fn(config: ml_collections.ConfigDict, ds: Dataset,
+                    state: steps.TrainState) -> jax.tree_util.Partial:
+  return steps.make_logits_fn(classifier.make_model(config, ds.num_classes), state.params,
+                              state.batch_stats)
+
+
+def test_correct(config: ml_collections.ConfigDict, ds: Dataset, state: steps.TrainState,
+                 mesh) -> np.ndarray:
+  """bool [T]: each test image classified correctly, BatchNorm in inference mode."""
+  labels = robustness.predict(state_logits_fn(config, ds, state), ds.x_test,
+                              config.train.eval_batch_size, mesh)
+  return labels == ds.y_test
+
+
 def test_error(config: ml_collections.ConfigDict, ds: Dataset, state: steps.TrainState,
                mesh) -> float:
   """Fraction of the test set misclassified, BatchNorm in inference mode."""
-  logits_fn = steps.make_logits_fn(classifier.make_model(config, ds.num_classes), state.params,
-                                   state.batch_stats)
-  labels = robustness.predict(logits_fn, ds.x_test, config.train.eval_batch_size, mesh)
-  return float(np.mean(labels != ds.y_test))
+  return float(1.0 - np.mean(test_correct(config, ds, state, mesh)))
+
+
+def outcomes_path(variant: str, n: int, seed: int) -> str:
+  """The model's outcomes file relative to the workdir (its record's "outcomes")."""
+  return os.path.relpath(outcomes.path(classifier.model_dir("", variant, n, seed)))
+
+
+def training_attack_strength(config: ml_collections.ConfigDict, ds: Dataset, state, n: int,
+                             seed: int, second_half: tuple) -> dict:
+  """The training attack of a finished classifier against its final parameters, on the second
+  halves of its first training batches (dmr.train.variants.training_attack_strength)."""
+  half, aux = second_half
+  subset = ds.first_n(n)
+  key = jax.random.key(dmr_config.seed(config, "data_order", seed))
+  return variants.training_attack_strength(half, state_logits_fn(config, ds, state),
+                                           subset.x_train, subset.y_train, aux, key,
+                                           config.train.batch_size)
 
 
 def classifiers_stage(config: ml_collections.ConfigDict, workdir: str, mesh) -> None:
-  """Trains every (variant, n, seed) classifier and records its test error."""
+  """Trains every (variant, n, seed) classifier and records its test error, its per-image test
+  outcomes and, for variants with a second half, its training attack's strength."""
   ds = load_dataset(config)
   for variant in config.variants:
     for n in config.training_sizes:
@@ -74,55 +112,106 @@ def classifiers_stage(config: ml_collections.ConfigDict, workdir: str, mesh) -> 
         if "test_error" in (results.find_record(workdir, variant, n, seed) or {}):
           logging.info("skip %s n=%d seed=%d: finished", variant, n, seed)
           continue
-        error = test_error(config, ds, train_one_classifier(config, ds, variant, n, seed,
-                                                            workdir, mesh), mesh)
+        half = training_variant(config, ds, variant, n, workdir, mesh)
+        state = train_one_classifier(config, ds, variant, n, seed, workdir, mesh, half)
+        correct = test_correct(config, ds, state, mesh)
+        fields = {"test_error": float(1.0 - np.mean(correct))}
+        if half[0] is not None:
+          fields.update(training_attack_strength(config, ds, state, n, seed, half))
         if jax.process_index() == 0:
-          results.update_record(workdir, variant, n, seed, test_error=error)
-        logging.info("%s n=%d seed=%d: test error %.4f", variant, n, seed, error)
+          directory = classifier.model_dir(workdir, variant, n, seed)
+          outcomes.save(directory, test_correct=correct)
+          if half[0] is not None:
+            loop.append_metrics(os.path.join(directory, "metrics.jsonl"),
+                                {"step": int(state.step), **fields})
+          results.update_record(workdir, variant, n, seed,
+                                outcomes=outcomes_path(variant, n, seed), **fields)
+        logging.info("%s n=%d seed=%d: %s", variant, n, seed, fields)
 
 
 def manifolds_stage(config: ml_collections.ConfigDict, workdir: str, mesh) -> None:
   """Trains (or resumes; skips when finished) the VAE-GANs of the learned manifold, one per
   class and one class-agnostic, and records their quality (dmr.manifolds.vaegans)."""
-  manifolds.train_all(config, load_dataset(config), workdir, mesh)
+  if "learned" in config.manifolds:
+    manifolds.train_all(config, load_dataset(config), workdir, mesh)
 
 
 def test_rows(ds: Dataset, num_test: int) -> np.ndarray:
   return np.arange(min(num_test, len(ds.y_test)))
 
 
+def on_manifold_spec(config: ml_collections.ConfigDict, kind: str):
+  return dmr_config.attack_spec(config.on_manifold_attack, manifolds.attack_eps(config, kind))
+
+
+def counts(prefix: str, outcome: robustness.Outcome) -> dict:
+  """Record fields of one attack: rates (paper, any restart), inputs evaluated and correct,
+  successes per restart over the correct inputs, successes re-verified and rejected."""
+  r = outcome.rates
+  return {f"{prefix}_success": r.success, f"{prefix}_success_any": r.success_any,
+          f"{prefix}_evaluated": r.evaluated, f"{prefix}_correct": r.correct,
+          f"{prefix}_success_per_restart":
+              [int(c) for c in (outcome.success & outcome.correct[:, None]).sum(axis=0)],
+          f"{prefix}_verified": outcome.verified, f"{prefix}_rejected": outcome.rejected}
+
+
+def on_manifold_arrays(kind: str, rows: np.ndarray, on, outcome: robustness.Outcome) -> dict:
+  """dmr.outcomes's on_<kind>_* arrays over test rows `rows` [M] from an attack on on.rows."""
+  evaluated = np.isin(rows, on.rows)
+  where = np.searchsorted(rows, on.rows)
+  correct = np.zeros(len(rows), bool)
+  correct[where] = outcome.correct
+  success = np.zeros((outcome.success.shape[1], len(rows)), bool)
+  success[:, where] = outcome.success.T
+  return {f"on_{kind}_evaluated": evaluated, f"on_{kind}_correct": correct,
+          f"on_{kind}_success": success}
+
+
 def attack_one_classifier(config: ml_collections.ConfigDict, ds: Dataset, record: dict,
-                          manifold: manifolds.Manifold, workdir: str, mesh) -> dict:
-  """Off- and on-manifold success rates of one trained classifier (fields of its record)."""
+                          kinds: dict, workdir: str, mesh) -> dict:
+  """Off- and on-manifold (every manifold of `kinds`) outcomes of one trained classifier: saves
+  its per-image arrays (dmr.outcomes) and returns the fields of its record. The first kind's
+  fields are also recorded as on_manifold_*."""
   key = results.model_key(record["variant"], record["n"], record["seed"])
   logits_fn = load_classifier(config, ds, workdir=workdir, mesh=mesh, **key)
   noise = jax.random.key(dmr_config.seed(config, "attacks"))  # The same for every model.
   a, o = config.attack, config.on_manifold_attack
   rows = test_rows(ds, a.num_test)
-  off, x_off = robustness.off_manifold(logits_fn, np.asarray(ds.x_test[rows]), ds.y_test[rows],
-                                       dmr_config.attack_spec(a), noise, a.batch_size, mesh)
-  on_rates, on = robustness.on_manifold(logits_fn, manifold, ds.y_test, test_rows(ds, o.num_test),
-                                        dmr_config.attack_spec(o), noise, o.batch_size, mesh)
+  off, x_off = robustness.off_manifold_outcome(logits_fn, np.asarray(ds.x_test[rows]),
+                                               ds.y_test[rows], dmr_config.attack_spec(a), noise,
+                                               a.batch_size, mesh)
+  fields = counts("off_manifold", off)
+  fields["off_verified"] = off.verified
+  arrays = {"off_correct": off.correct, "off_success": off.success.T}
+  on_rows = test_rows(ds, o.num_test)
+  for i, (kind, manifold) in enumerate(kinds.items()):
+    outcome, on = robustness.on_manifold_outcome(logits_fn, manifold, ds.y_test, on_rows,
+                                                 on_manifold_spec(config, kind), noise,
+                                                 o.batch_size, mesh)
+    fields.update(counts(f"on_{kind}", outcome))
+    arrays.update(on_manifold_arrays(kind, on_rows, on, outcome))
+    if i == 0:
+      fields.update(counts("on_manifold", outcome))
+      first = on
   if jax.process_index() == 0:
-    path, shown = examples_path(workdir, **key), on.rows[:EXAMPLES]
+    path, shown = examples_path(workdir, **key), first.rows[:EXAMPLES]
     os.makedirs(os.path.dirname(path), exist_ok=True)
     np.savez(path, x=np.asarray(ds.x_test[shown]), x_off=x_off[shown],
-             x_on=on.x_on[:EXAMPLES], x_on_adv=on.x_adv[:EXAMPLES])
-  return {"off_manifold_success": off.success, "off_manifold_success_any": off.success_any,
-          "off_manifold_correct": off.correct, "on_manifold_success": on_rates.success,
-          "on_manifold_success_any": on_rates.success_any,
-          "on_manifold_evaluated": on_rates.evaluated, "on_manifold_correct": on_rates.correct}
+             x_on=first.x_on[:EXAMPLES], x_on_adv=first.x_adv[:EXAMPLES])
+    outcomes.save(classifier.model_dir(workdir, **key), **arrays)
+  fields["outcomes"] = outcomes_path(**key)
+  return fields
 
 
 def attacks_stage(config: ml_collections.ConfigDict, workdir: str, mesh) -> None:
-  """Attacks every trained classifier that has no success rates yet, on the run's first
-  manifold (config.manifolds[0])."""
+  """Attacks every trained classifier that has no attack outcomes yet, off-manifold and on every
+  manifold kind of the run (dmr.manifolds.attack_kinds)."""
   ds = load_dataset(config)
-  (manifold,) = manifolds.load(config, ds, workdir, mesh, config.manifolds[:1]).values()
+  kinds = manifolds.load(config, ds, workdir, mesh, manifolds.attack_kinds(config.manifolds))
   for record in results.load(workdir)["records"]:
-    if "test_error" not in record or "on_manifold_success" in record:
+    if "test_error" not in record or "off_verified" in record:
       continue
-    fields = attack_one_classifier(config, ds, record, manifold, workdir, mesh)
+    fields = attack_one_classifier(config, ds, record, kinds, workdir, mesh)
     if jax.process_index() == 0:
       results.update_record(workdir, record["variant"], record["n"], record["seed"], **fields)
     logging.info("%s n=%d seed=%d: %s", record["variant"], record["n"], record["seed"], fields)
@@ -139,29 +228,41 @@ def reference_model(workdir: str) -> dict:
 
 
 def distances_stage(config: ml_collections.ConfigDict, workdir: str, mesh) -> None:
-  """Claim 1: distances of test images and of their off- and on-manifold adversarial examples
-  to each manifold of the run, and the local-subspace residuals and angle of the perturbations
-  (dmr.distances)."""
+  """Claim 1 on the reference model: for each manifold of the run, the share of its successful
+  regular perturbations (of correctly classified test images) leaving the manifold, beside a
+  random direction of the same norm and the on-manifold perturbations (dmr.distances); and the
+  local-subspace residuals and angle. Per-image arrays go to workdir/distances/outcomes.npz."""
   if "local" in results.load(workdir)["manifold"]:
     logging.info("skip distances: finished")
     return
-  ds, d, a, o = load_dataset(config), config.distances, config.attack, config.on_manifold_attack
+  ds, d, a = load_dataset(config), config.distances, config.attack
   ref = reference_model(workdir)
   logits_fn = load_classifier(config, ds, workdir=workdir, mesh=mesh, **ref)
   noise = jax.random.key(dmr_config.seed(config, "attacks"))
   rows = test_rows(ds, d.num_test)
-  x, y = np.asarray(ds.x_test[rows]), ds.y_test[rows]
-  _, x_off = robustness.off_manifold(logits_fn, x, y, dmr_config.attack_spec(a), noise,
-                                     a.batch_size, mesh)
-  fields = {"model": ref}
+  off, x_off = robustness.off_manifold_outcome(
+      logits_fn, np.asarray(ds.x_test[rows]), ds.y_test[rows], dmr_config.attack_spec(a), noise,
+      a.batch_size, mesh)
+  fooled = off.correct & off.success.any(axis=1)
+  rows, x_off = rows[fooled], x_off[fooled]
+  x = np.asarray(ds.x_test[rows])
+  fields, arrays = {"model": ref, "outcomes": os.path.relpath(outcomes.path("distances"))}, {}
   for kind, manifold in manifolds.load(config, ds, workdir, mesh).items():
-    on = manifold.attack(logits_fn, rows, dmr_config.attack_spec(o), noise, o.batch_size, mesh)
-    distance_fn = lambda images, r: manifold.distance(images, r, noise, a.batch_size, mesh)
-    fields[kind] = distances.manifold_distances(distance_fn, rows, x, x_off, on)
+    outcome, on = robustness.on_manifold_outcome(
+        logits_fn, manifold, ds.y_test, test_rows(ds, d.num_test), on_manifold_spec(config, kind),
+        noise, config.on_manifold_attack.batch_size, mesh)
+    on_fooled = outcome.correct & outcome.success.any(axis=1)
+    project_of = lambda r: lambda images, init: manifold.project(images, r, noise, a.batch_size,
+                                                                 mesh, init)
+    fields[kind], per_image = distances.manifold_distances(
+        project_of, rows, x, x_off, on.rows[on_fooled], on.x_on[on_fooled], on.x_adv[on_fooled],
+        seed=dmr_config.seed(config, "attacks"))
+    arrays.update({f"{kind}_{name}": v for name, v in per_image.items()})
   fields["local"] = distances.local_distances(
       ds.x_train, x, x_off, neighbours=d.neighbours, pca_dims=d.pca_dims,
       seed=dmr_config.seed(config, "pca"), batch_size=a.batch_size, mesh=mesh)
   if jax.process_index() == 0:
+    outcomes.save(os.path.join(workdir, "distances"), **arrays)
     results.update_manifold(workdir, **fields)
   logging.info("distances: %s", fields)
 

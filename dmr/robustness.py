@@ -3,6 +3,9 @@ dmr.manifolds.Manifold) success rates on the first test images, as PAPER.md defi
 
 Rates are computed over the correctly classified inputs: the paper's rate averages over restarts,
 the `_any` rate counts an input as broken when any restart succeeds (robust-accuracy convention).
+Every success counted is re-verified first (`verify`): the stored adversarial example, through a
+fresh forward pass, is misclassified, finite, inside the box [0, 1] and inside its eps-ball; an
+input whose stored example fails the check counts as not fooled by any restart.
 """
 from __future__ import annotations
 
@@ -33,6 +36,50 @@ def rates(success: np.ndarray, correct: np.ndarray) -> Rates:
                int(len(correct)), int(np.sum(correct)))
 
 
+class Outcome(NamedTuple):
+  """Per input of an attack: correct [N] (clean or on-manifold start classified correctly),
+  success [N, R] per restart (re-verified), verified: correct inputs with a success (those the
+  rates count) whose stored example passed `verify`, rejected: those that failed it. Every input
+  failing `verify` loses its successes."""
+  correct: np.ndarray
+  success: np.ndarray
+  verified: int
+  rejected: int
+
+  @property
+  def rates(self) -> "Rates":
+    return rates(self.success, self.correct)
+
+
+def verify(logits_fn, x_adv: np.ndarray, y: np.ndarray, batch_size: int, mesh,
+           inside: np.ndarray) -> np.ndarray:
+  """bool [N]: x_adv [N, ...] is finite, inside [0, 1], misclassified by a fresh forward pass of
+  logits_fn, and `inside` [N] its constraint set (the caller's eps-ball check)."""
+  flat = np.asarray(x_adv).reshape(len(x_adv), -1)
+  finite = np.all(np.isfinite(flat), axis=1)
+  in_box = np.all((flat >= 0.0) & (flat <= 1.0), axis=1)
+  fooled = predict(logits_fn, np.where(finite.reshape((-1,) + (1,) * (x_adv.ndim - 1)), x_adv,
+                                       0.0).astype(np.float32), batch_size, mesh) != y
+  return finite & in_box & fooled & np.asarray(inside, bool)
+
+
+def within_ball(start: np.ndarray, end: np.ndarray, eps: float, tol: float = 1e-5) -> np.ndarray:
+  """bool [N]: max |end - start| <= eps (+ tol for float32 rounding) per row."""
+  change = np.abs(np.asarray(end, np.float64) - np.asarray(start, np.float64))
+  return np.max(change.reshape(len(change), -1), axis=1) <= eps + tol
+
+
+def verified_outcome(logits_fn, x_adv, y, correct, success, inside, batch_size,
+                     mesh) -> Outcome:
+  """The Outcome of an attack whose stored examples x_adv [N, ...] (one per input, its strongest
+  restart) claim success [N, R]; inputs failing `verify` keep no success."""
+  success, correct = np.asarray(success, bool), np.asarray(correct, bool)
+  counted = success.any(axis=1) & correct
+  ok = verify(logits_fn, x_adv, y, batch_size, mesh, inside)
+  return Outcome(correct, success & ok[:, None], int(np.sum(counted & ok)),
+                 int(np.sum(counted & ~ok)))
+
+
 def _predict(logits_fn, x):
   return jnp.argmax(logits_fn(x), axis=-1)
 
@@ -50,14 +97,23 @@ def _pgd(logits_fn, x, y, key, spec: attacks.AttackSpec):
   return r.x_adv, r.success_per_restart.T
 
 
+def off_manifold_outcome(logits_fn, x: np.ndarray, y: np.ndarray, spec: attacks.AttackSpec,
+                         key: jax.Array, batch_size: int, mesh) -> tuple[Outcome, np.ndarray]:
+  """The regular attack on images x [N, ...]; returns its verified Outcome and the adversarial
+  examples [N, ...]."""
+  attack = lambda xb, yb, k: _pgd(logits_fn, xb, yb, k, spec=spec)
+  x_adv, success = parallel.map_in_batches(attack, (x, y), batch_size, mesh, key)
+  correct = predict(logits_fn, x, batch_size, mesh) == y
+  return verified_outcome(logits_fn, x_adv, y, correct, success, within_ball(x, x_adv, spec.eps),
+                          batch_size, mesh), x_adv
+
+
 def off_manifold(logits_fn, x: np.ndarray, y: np.ndarray, spec: attacks.AttackSpec,
                  key: jax.Array, batch_size: int, mesh) -> tuple[Rates, np.ndarray]:
   """The regular attack on images x [N, ...]; returns the rates and the adversarial examples
   [N, ...]."""
-  attack = lambda xb, yb, k: _pgd(logits_fn, xb, yb, k, spec=spec)
-  x_adv, success = parallel.map_in_batches(attack, (x, y), batch_size, mesh, key)
-  correct = predict(logits_fn, x, batch_size, mesh) == y
-  return rates(success, correct), x_adv
+  outcome, x_adv = off_manifold_outcome(logits_fn, x, y, spec, key, batch_size, mesh)
+  return outcome.rates, x_adv
 
 
 def on_manifold(logits_fn, manifold: Manifold, y_test: np.ndarray, rows: np.ndarray,
@@ -65,6 +121,19 @@ def on_manifold(logits_fn, manifold: Manifold, y_test: np.ndarray, rows: np.ndar
                 mesh) -> tuple[Rates, OnManifold]:
   """The manifold's on-manifold attack on test rows `rows`; "correct" is judged on the
   on-manifold images attacked (reconstructions, renderings)."""
+  outcome, on = on_manifold_outcome(logits_fn, manifold, y_test, rows, spec, key, batch_size,
+                                    mesh)
+  return outcome.rates, on
+
+
+def on_manifold_outcome(logits_fn, manifold: Manifold, y_test: np.ndarray, rows: np.ndarray,
+                        spec: attacks.AttackSpec, key: jax.Array, batch_size: int,
+                        mesh) -> tuple[Outcome, OnManifold]:
+  """The manifold's on-manifold attack on test rows `rows` with its verified Outcome over the
+  rows it evaluates (on.rows); the eps-ball is checked on the codes (on.z, on.z_adv)."""
   on = manifold.attack(logits_fn, rows, spec, key, batch_size, mesh)
-  correct = predict(logits_fn, on.x_on, batch_size, mesh) == y_test[on.rows]
-  return rates(on.success, correct), on
+  y = y_test[on.rows]
+  correct = predict(logits_fn, on.x_on, batch_size, mesh) == y
+  inside = within_ball(on.z, on.z_adv, spec.eps)
+  return verified_outcome(logits_fn, on.x_adv, y, correct, on.success, inside, batch_size,
+                          mesh), on

@@ -106,8 +106,9 @@ def test_attack_spec_from_each_config_section():
 
 def test_preset_tables():
   fonts = get_config("fonts", "quick")
-  assert fonts.variants == ("normal", "off_adv", "on_adv_true") and fonts.manifolds == ("true",)
-  assert "manifolds" not in fonts.stages and fonts.data.num_train == 20_000
+  assert fonts.variants == ("normal", "off_adv", "on_adv_true", "on_adv_learned")
+  assert fonts.manifolds == ("true", "learned")  # Side by side; the true one reported first.
+  assert "manifolds" in fonts.stages and fonts.data.num_train == 20_000
   assert dmr_config.stn_theta_range(fonts) == dmr_config.THETA_RANGES["hard"]
   fonts.data.difficulty = "easy"  # The stn range follows the data's.
   assert dmr_config.stn_theta_range(fonts) == dmr_config.THETA_RANGES["easy"]

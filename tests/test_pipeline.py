@@ -2,8 +2,10 @@
 import json
 import os
 
+import numpy as np
 import pytest
 
+from dmr import outcomes
 from dmr.data import fashion_mnist
 from tests.helpers import main_command, run_main
 
@@ -11,11 +13,35 @@ SUCCESS_FIELDS = ("off_manifold_success", "off_manifold_success_any", "on_manifo
                   "on_manifold_success_any")
 
 
-def check_run(workdir: str, variants: set, manifold_kind: str) -> str:
+def check_outcomes(workdir: str, record: dict, kinds: tuple) -> None:
+  """The record's counts are those of its per-image outcomes, and every counted success was
+  re-verified (a fresh forward pass of the stored example) with none rejected."""
+  arrays = outcomes.load(os.path.dirname(os.path.join(workdir, record["outcomes"])))
+  assert record["test_error"] == pytest.approx(1 - arrays["test_correct"].mean())
+  correct, success = arrays["off_correct"], arrays["off_success"]
+  assert record["off_manifold_correct"] == correct.sum()
+  assert record["off_manifold_success_per_restart"] == list((success & correct).sum(axis=1))
+  assert record["off_verified"] == (success.any(axis=0) & correct).sum()
+  assert record["off_manifold_rejected"] == 0
+  for kind in kinds:
+    evaluated, correct = arrays[f"on_{kind}_evaluated"], arrays[f"on_{kind}_correct"]
+    success = arrays[f"on_{kind}_success"]
+    assert not (success & ~evaluated).any() and not (correct & ~evaluated).any()
+    assert record[f"on_{kind}_evaluated"] == evaluated.sum()
+    assert record[f"on_{kind}_verified"] == (success.any(axis=0) & correct).sum()
+    assert record[f"on_{kind}_rejected"] == 0
+
+
+def check_run(workdir: str, variants: set, manifold_kind: str, kinds: tuple = ()) -> str:
   with open(os.path.join(workdir, "results.json")) as f:
     res = json.load(f)
   assert {r["variant"] for r in res["records"]} == variants
   for r in res["records"]:
+    check_outcomes(workdir, r, kinds)
+    if r["variant"] != "normal":  # The second half is (about) half of every batch.
+      assert r["train_adversarial_share"] >= 0.45, r
+    if r["variant"] == "off_adv":
+      assert r["train_attack_linf"] == pytest.approx(0.3, abs=1e-5)
     assert 0.0 <= r["test_error"] <= 1.0
     for field in SUCCESS_FIELDS:
       assert 0.0 <= r[field] <= 1.0, (field, r)
@@ -24,6 +50,12 @@ def check_run(workdir: str, variants: set, manifold_kind: str) -> str:
     assert r["on_manifold_success_any"] >= r["on_manifold_success"]
   distances = res["manifold"][manifold_kind]
   assert distances["test_distance"] >= 0 and distances["off_adversarial_distance"] > 0
+  per_image = outcomes.load(os.path.join(workdir, "distances"))
+  leaving, total = (per_image[f"{manifold_kind}_{k}"] for k in ("leaving_sq", "perturbation_sq"))
+  assert len(total) == distances["images"]  # Successful examples of correct inputs only.
+  if len(total):
+    assert distances["off_manifold_fraction"] == pytest.approx(leaving.sum() / total.sum(),
+                                                               rel=1e-4)
   assert 0.0 <= res["manifold"]["local"]["angle_degrees"] <= 90.0
   with open(os.path.join(workdir, "report", "report.md")) as f:
     report = f.read()
@@ -38,8 +70,10 @@ def test_fonts_smoke_runs_every_stage(tmp_path):
   workdir = str(tmp_path)
   out = run_main(workdir, config="configs/fonts.py:smoke")
   assert f"Report: {workdir}/report/report.md" in out.stdout
-  report = check_run(workdir, {"normal", "off_adv", "stn_augm", "stn_adv", "on_adv_true"},
-                     "true")
+  report = check_run(workdir, {"normal", "off_adv", "stn_augm", "stn_adv", "on_adv_true",
+                               "on_adv_learned"}, "true", ("true", "learned", "learned_agnostic"))
+  with open(os.path.join(workdir, "results.json")) as f:
+    assert {"true", "learned"} <= set(json.load(f)["manifold"])
   assert "4. Robustness and generalization are not contradicting: **" in report
   rerun = run_main(workdir, config="configs/fonts.py:smoke")
   assert "skip distances: finished" in rerun.stderr
@@ -50,5 +84,6 @@ def test_fonts_smoke_runs_every_stage(tmp_path):
 def test_fashion_smoke_runs_every_stage(tmp_path):
   workdir = str(tmp_path)
   run_main(workdir)
-  report = check_run(workdir, {"normal", "off_adv", "on_adv_learned"}, "learned")
+  report = check_run(workdir, {"normal", "off_adv", "on_adv_learned"}, "learned",
+                     ("learned", "learned_agnostic"))
   assert "1. Regular adversarial examples leave the manifold: **" in report

@@ -3,8 +3,11 @@
 A `Manifold` answers what the stages ask of "the data manifold" of a dataset:
 - `attack(logits_fn, rows, spec, key, batch_size, mesh) -> OnManifold`: the on-manifold attack on
   test rows (codes of each row perturbed within spec.eps, decoded, classified);
+- `project(images, rows, key, batch_size, mesh, init=None) -> (codes [N, d], projections)`: the
+  approximate projection of images onto the manifold, images[i] derived from test row rows[i];
+  `init` warm-starts it at given codes (e.g. the clean image's best code);
 - `distance(images, rows, key, batch_size, mesh) -> [N]`: L2 distance of images to the manifold
-  (their approximate projection), images[i] derived from test row rows[i];
+  (their approximate projection);
 - `second_half(spec, n) -> (second_half, aux)`: on-manifold adversarial training on the first n
   training rows (see dmr.train.steps; aux [n, ...] the per-row extras it needs).
 Implementations: dmr.manifolds.learned (VAE-GANs) and dmr.manifolds.known (FONTS theta).
@@ -25,11 +28,14 @@ from dmr import attacks, parallel
 class OnManifold(NamedTuple):
   """An on-manifold attack on test rows `rows` [M], batch first: x_on [M, ...] the on-manifold
   images attacked (reconstructions, renderings), x_adv [M, ...] their adversarial examples,
-  success [M, R] per restart."""
+  success [M, R] per restart, z [M, d] the start codes (inside the code box) and z_adv [M, d]
+  the adversarial codes (x_adv = their decoding)."""
   rows: np.ndarray
   x_on: np.ndarray
   x_adv: np.ndarray
   success: np.ndarray
+  z: np.ndarray
+  z_adv: np.ndarray
 
 
 class Manifold(Protocol):
@@ -37,6 +43,9 @@ class Manifold(Protocol):
 
   def attack(self, logits_fn, rows: np.ndarray, spec: attacks.AttackSpec, key: jax.Array,
              batch_size: int, mesh) -> OnManifold: ...
+
+  def project(self, images: np.ndarray, rows: np.ndarray, key: jax.Array, batch_size: int,
+              mesh, init: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]: ...
 
   def distance(self, images: np.ndarray, rows: np.ndarray, key: jax.Array, batch_size: int,
                mesh) -> np.ndarray: ...

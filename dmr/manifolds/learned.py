@@ -104,7 +104,8 @@ def class_capacity(rows: int, num_classes: int) -> int:
 class LearnedManifold:
   """The VAE-GANs `vaes` of `ds` as a Manifold. mesh, encode_batch_size: where and in what
   batches training codes are computed; projection_*: the settings of `project_onto_decoder`
-  behind `distance`."""
+  behind `distance`; class_agnostic: the on-manifold attack goes through the class-agnostic
+  VAE-GAN (manifold kind "learned_agnostic") instead of the true class's."""
   ds: Dataset
   vaes: VAEGANs
   mesh: object
@@ -112,6 +113,7 @@ class LearnedManifold:
   projection_steps: int = 100
   projection_lr: float = 0.1
   projection_restarts: int = 1
+  class_agnostic: bool = False  # attack through the class-agnostic VAE-GAN (eps_agnostic)
 
   def codes(self, x, y: np.ndarray, batch_size: int, mesh) -> np.ndarray:
     """mu [N, d] of images x [N, ...] under the encoder of each row's class y."""
@@ -135,35 +137,60 @@ class LearnedManifold:
 
   def attack(self, logits_fn, rows: np.ndarray, spec: attacks.AttackSpec, key: jax.Array,
              batch_size: int, mesh) -> OnManifold:
-    """From z = mu of the true class's encoder, codes with |mu| <= 2 only; x_on = dec_y(mu), on
-    which "correct" is judged (PAPER.md)."""
+    """From z = mu of the true class's encoder (class_agnostic: of the class-agnostic encoder),
+    codes with |mu| <= 2 only; x_on = dec(mu), on which "correct" is judged (PAPER.md)."""
     x, y = np.asarray(self.ds.x_test[rows]), self.ds.y_test[rows]
-    mu = self.codes(x, y, batch_size, mesh)
-    x_on = self.decode(mu, y, batch_size, mesh)
+    if self.class_agnostic:
+      vae = self.vaes.agnostic
+      mu = parallel.map_in_batches(vae.encode_fn, (x,), batch_size, mesh)
+      x_on = parallel.map_in_batches(vae.decode_fn, (mu,), batch_size, mesh)
+    else:
+      mu = self.codes(x, y, batch_size, mesh)
+      x_on = self.decode(mu, y, batch_size, mesh)
     keep = np.flatnonzero(np.asarray(within_prior(mu)))
-    classes = self.vaes.classes
-    _, x_adv, success = attack_with_class_decoders(
-        [v.decode_fn for v in classes], [v.box for v in classes], logits_fn, mu[keep], y[keep],
-        key=key, spec=spec, batch_size=batch_size, mesh=mesh)
-    return OnManifold(np.asarray(rows)[keep], x_on[keep], x_adv, success)
+    if self.class_agnostic:
+      box = self.vaes.agnostic.box
+      z_adv, x_adv, success = attack_codes(vae.decode_fn, logits_fn, mu[keep], y[keep], (), box,
+                                           spec, key, batch_size, mesh)
+      z = np.clip(mu[keep], np.asarray(box[0]), np.asarray(box[1]))
+    else:
+      classes = self.vaes.classes
+      z_adv, x_adv, success = attack_with_class_decoders(
+          [v.decode_fn for v in classes], [v.box for v in classes], logits_fn, mu[keep],
+          y[keep], key=key, spec=spec, batch_size=batch_size, mesh=mesh)
+      lo = np.stack([np.asarray(classes[k].box[0]) for k in y[keep]]).reshape(len(keep), -1)
+      hi = np.stack([np.asarray(classes[k].box[1]) for k in y[keep]]).reshape(len(keep), -1)
+      z = np.clip(mu[keep], lo, hi)
+    return OnManifold(np.asarray(rows)[keep], x_on[keep], x_adv, success, z, z_adv)
+
+  def project(self, images: np.ndarray, rows: np.ndarray, key: jax.Array, batch_size: int,
+              mesh, init: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(codes [N, d], projections [N, ...]) of images onto the class-agnostic decoder, starting
+    at the class-agnostic mu of each image, or at `init` [N, d] (a warm start)."""
+    agnostic = self.vaes.agnostic
+    z0 = (parallel.map_in_batches(agnostic.encode_fn, (images,), batch_size, mesh)
+          if init is None else np.asarray(init))
+    project = lambda xb, zb, k: project_onto_decoder(
+        agnostic.decode_fn, xb, zb, key=k, steps=self.projection_steps, lr=self.projection_lr,
+        restarts=self.projection_restarts)[:2]
+    return parallel.map_in_batches(project, (images, z0), batch_size, mesh, key)
 
   def distance(self, images: np.ndarray, rows: np.ndarray, key: jax.Array, batch_size: int,
                mesh) -> np.ndarray:
     """Distance to the class-agnostic decoder, projecting from the class-agnostic mu."""
-    agnostic = self.vaes.agnostic
-    z0 = parallel.map_in_batches(agnostic.encode_fn, (images,), batch_size, mesh)
-    project = lambda xb, zb, k: project_onto_decoder(
-        agnostic.decode_fn, xb, zb, key=k, steps=self.projection_steps, lr=self.projection_lr,
-        restarts=self.projection_restarts).distance
-    return parallel.map_in_batches(project, (images, z0), batch_size, mesh, key)
+    _, projections = self.project(images, rows, key, batch_size, mesh)
+    return np.linalg.norm((images - projections).reshape(len(images), -1), axis=1)
 
   def second_half(self, spec: attacks.AttackSpec, n: int):
     """Latent adversarial examples through the decoder of each row's true class; aux: the first
     n training rows' codes mu [n, d] under their class's encoder.
 
-    Rows are grouped by class into K slots of `class_capacity` rows, so each decoder runs on its
-    own rows only (a per-row choice of decoder would cost K decoders per row); rows with any
-    |mu_i| > 2 or beyond the capacity keep their clean image.
+    The authors' "safe" option: a row whose code has any |mu_i| > 2 is attacked from the code of
+    a random training row of its class whose code qualifies, so the whole second half is
+    adversarial (a class without any qualifying code keeps its clean rows). Rows are grouped by
+    class into K slots of `class_capacity` rows, so each decoder runs on its own rows only (a
+    per-row choice of decoder would cost K decoders per row); rows beyond the capacity keep
+    their clean image.
     """
     classes = self.vaes.classes
     num_classes = len(classes)
@@ -171,6 +198,9 @@ class LearnedManifold:
     box_lo = jnp.stack([v.box[0] for v in classes])
     box_hi = jnp.stack([v.box[1] for v in classes])
     decoder = classes[0].nets.decoder
+    train = self.ds.first_n(n)
+    mu = self.codes(train.x_train, train.y_train, self.encode_batch_size, self.mesh)
+    pool, pool_size = qualifying_codes(mu, train.y_train, num_classes)
 
     def second_half(logits_fn, x, y, key, mu):
       capacity = class_capacity(x.shape[0], num_classes)
@@ -185,13 +215,36 @@ class LearnedManifold:
             vaegan_models.make_decode_fn(decoder, jax.tree.map(lambda v: v[k], variables))(
                 z[k * capacity:(k + 1) * capacity]) for k in range(num_classes)])
 
-      z0 = jnp.clip(mu[rows], lo, hi)
-      x_adv = attacks.latent_pgd(decode_fn, logits_fn, z0, y[rows], key=key, box=(lo, hi),
-                                 **spec.options()).x_adv
-      usable = filled & within_prior(mu[rows])
+      draw_key, attack_key = jax.random.split(key)
+      z0 = safe_codes(mu[rows], slot_class, pool, pool_size, draw_key)
+      x_adv = attacks.latent_pgd(decode_fn, logits_fn, jnp.clip(z0, lo, hi), y[rows],
+                                 key=attack_key, box=(lo, hi), **spec.options()).x_adv
+      usable = filled & (pool_size[slot_class] > 0)
       target = jnp.where(usable, rows, x.shape[0])  # Out of range: dropped.
       return x.at[target].set(x_adv, mode="drop")
 
-    train = self.ds.first_n(n)
-    return second_half, self.codes(train.x_train, train.y_train, self.encode_batch_size,
-                                   self.mesh)
+    return second_half, mu
+
+
+def qualifying_codes(mu: np.ndarray, y: np.ndarray,
+                     num_classes: int) -> tuple[jax.Array, jax.Array]:
+  """(pool [K, P, d], size [K]): per class k the codes of its rows with every |mu_i| <= 2, in
+  row order, padded with zeros to the largest class's count P (at least 1)."""
+  ok = np.asarray(within_prior(mu))
+  groups = [mu[ok & (y == k)] for k in range(num_classes)]
+  largest = max(1, max(len(g) for g in groups))
+  pool = np.zeros((num_classes, largest, mu.shape[1]), np.float32)
+  for k, g in enumerate(groups):
+    pool[k, :len(g)] = g
+  return jnp.asarray(pool), jnp.asarray([len(g) for g in groups], jnp.int32)
+
+
+def safe_codes(mu: jax.Array, labels: jax.Array, pool: jax.Array, pool_size: jax.Array,
+               key: jax.Array) -> jax.Array:
+  """The start codes [B, d] of on-manifold training: mu [B, d] where it qualifies (|mu_i| <= 2),
+  else a code drawn uniformly from its class's qualifying ones (pool, pool_size of
+  `qualifying_codes`; labels [B])."""
+  size = pool_size[labels]
+  pick = jnp.floor(jax.random.uniform(key, labels.shape) * size).astype(jnp.int32)
+  drawn = pool[labels, jnp.minimum(pick, jnp.maximum(size - 1, 0))]
+  return jnp.where(within_prior(mu)[:, None], mu, drawn)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 from typing import Callable
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -75,3 +76,47 @@ def second_half(variant: str, spec_of: Callable[[str], attacks.AttackSpec],
   if variant == "stn_adv":
     return stn_adversarial(spec_of("stn"), theta_range), None
   return manifolds[MANIFOLD_OF[variant]].second_half(spec_of("on"), n)
+
+
+STRENGTH_BATCHES = 10  # Training batches on which `training_attack_strength` is measured.
+
+
+@functools.partial(jax.jit, static_argnames="second_half")
+def _second_half_outcome(second_half, logits_fn, x, y, key, aux):
+  """Per row of a second half x [B, ...]: replaced (differs from x), fooled (misclassified
+  after the replacement), L-inf and L2 size of the change."""
+  x_new = second_half(logits_fn, x, y, key, aux)
+  change = (x_new - x).reshape((x.shape[0], -1))
+  linf = jnp.max(jnp.abs(change), axis=1)
+  fooled = jnp.argmax(logits_fn(x_new), axis=-1) != y
+  return linf > 0, fooled, linf, jnp.linalg.norm(change, axis=1)
+
+
+def training_attack_strength(second_half, logits_fn, x, y, aux, key: jax.Array,
+                             batch_size: int, batches: int = STRENGTH_BATCHES) -> dict:
+  """The training attack against a classifier (logits_fn, e.g. the finished model), on the
+  second halves of the first `batches` training batches of batch_size rows of (x, y, aux):
+
+  train_attack_success: fraction of replaced rows misclassified afterwards;
+  train_attack_linf, train_attack_l2: mean size of the change of the replaced rows (on_adv_*: the
+    adversarial example against the training image it replaces);
+  train_adversarial_share: mean fraction of each whole batch that is replaced (1/2 at most);
+  train_adversarial_share_min: the smallest such fraction over the batches.
+  """
+  batch_size = min(batch_size, len(y))
+  half = batch_size // 2
+  shares, replaced_rows, fooled_rows, linf_rows, l2_rows = [], [], [], [], []
+  for b in range(min(batches, len(y) // batch_size)):
+    rows = np.arange(b * batch_size + half, (b + 1) * batch_size)
+    replaced, fooled, linf, l2 = (np.asarray(a) for a in _second_half_outcome(
+        second_half, logits_fn, jnp.asarray(np.asarray(x[rows])), jnp.asarray(y[rows]),
+        jax.random.fold_in(key, b), None if aux is None else jnp.asarray(aux[rows])))
+    shares.append(replaced.sum() / batch_size)
+    replaced_rows.append(replaced)
+    fooled_rows.append(fooled[replaced])
+    linf_rows.append(linf[replaced])
+    l2_rows.append(l2[replaced])
+  mean = lambda parts: float(np.mean(np.concatenate(parts))) if np.concatenate(parts).size else 0.0
+  return {"train_attack_success": mean(fooled_rows), "train_attack_linf": mean(linf_rows),
+          "train_attack_l2": mean(l2_rows), "train_adversarial_share": float(np.mean(shares)),
+          "train_adversarial_share_min": float(np.min(shares))}
