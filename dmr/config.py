@@ -88,6 +88,7 @@ def base(dataset: str, preset: str) -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.dataset = dataset
   c.preset = preset
+  c.progress = True  # Progress bars on a terminal (dmr.progress); False: none.
   # The base seed, and the offset of each named stream from it (see `seed`): changing one offset
   # (--config.seeds.attacks=1 redraws the attack noise) moves no other stream.
   c.seed = 0

@@ -12,10 +12,12 @@ import jax
 import ml_collections
 import numpy as np
 
-from dmr import data, distances, manifolds, outcomes, parallel, report, results, robustness
+from dmr import (data, distances, manifolds, outcomes, parallel, report, results, robustness,
+                 tensorboard)
 from dmr import config as dmr_config
 from dmr.data.dataset import Dataset
-from dmr.train import classifier, loop, steps, variants
+from dmr.data.dataset import num_batches
+from dmr.train import classifier, loop, optim, steps, variants
 
 EXAMPLES = 8  # Test images per model whose adversarial examples are kept for the report.
 
@@ -50,12 +52,16 @@ def train_one_classifier(config: ml_collections.ConfigDict, ds: Dataset, variant
   half, aux = second_half or training_variant(config, ds, variant, n, workdir, mesh)
   train_step = steps.make_train_step(model, tx, half, half=t.batch_size // 2)
   subset = ds.first_n(n)
+  model_dir = classifier.model_dir(workdir, variant, n, seed)
   return loop.run_epochs(
       train_step, state, subset.x_train, subset.y_train, epochs=t.epochs,
       batch_size=t.batch_size, seed=dmr_config.seed(config, "data_order", seed),
-      workdir=classifier.model_dir(workdir, variant, n, seed), mesh=mesh,
+      workdir=model_dir, mesh=mesh,
       checkpoint_every_steps=t.checkpoint_every_steps, log_every_steps=t.log_every_steps,
-      desc=f"{variant} n={n} seed={seed}", aux=aux)
+      desc=f"{variant} n={n} seed={seed}", aux=aux,
+      tensorboard_dir=tensorboard.run_dir(workdir, model_dir),
+      learning_rate=optim.paper_schedule(t.learning_rate, t.lr_decay,
+                                         num_batches(n, t.batch_size)))
 
 
 def load_classifier(config: ml_collections.ConfigDict, ds: Dataset, variant: str, n: int,
@@ -199,6 +205,10 @@ def attack_one_classifier(config: ml_collections.ConfigDict, ds: Dataset, record
     np.savez(path, x=np.asarray(ds.x_test[shown]), x_off=x_off[shown],
              x_on=first.x_on[:EXAMPLES], x_on_adv=first.x_adv[:EXAMPLES])
     outcomes.save(classifier.model_dir(workdir, **key), **arrays)
+    tensorboard.write_images(workdir, classifier.model_dir(workdir, **key), {
+        "attacks/test": ds.x_test[shown], "attacks/off_manifold": x_off[shown],
+        "attacks/on_manifold_reconstruction": first.x_on[:EXAMPLES],
+        "attacks/on_manifold": first.x_adv[:EXAMPLES]}, step=0)
   fields["outcomes"] = outcomes_path(**key)
   return fields
 

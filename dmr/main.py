@@ -26,7 +26,8 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from dmr import config as dmr_config
-from dmr import data, errors, experiments, fingerprint, parallel, plan, report, results
+from dmr import (data, errors, experiments, fingerprint, parallel, plan, progress, report,
+                 results)
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file, e.g. configs/fashion.py:quick", lock_config=True)
@@ -62,6 +63,7 @@ _ATTACK_FIELDS = {
 FIELD_HELP = {
     "dataset": "fashion_mnist | emnist | celeb_a | fonts",
     "preset": "paper | quick | smoke: the column of defaults this config started from",
+    "progress": "progress bars with ETA on a terminal (dmr.progress); False: none",
     "seed": "base seed; the models of each size have seeds seed, seed + 1, ...",
     "seeds": "offset of each random stream from the seed; changing one moves no other stream",
     "stages": "stages to run, in order: manifolds, classifiers, attacks, distances, report",
@@ -260,6 +262,7 @@ def execute(config, workdir: str, dry_run: bool = False, drift: str = "refuse") 
   """Checks the run, then runs config.stages into `workdir` (or its group, see
   `group_workdir`); returns the directory written. dry_run: print the plan and stop."""
   dmr_config.validate(config)
+  progress.configure(config)
   workdir = group_workdir(os.path.abspath(workdir), config, drift)
   ds = data.load_configured(config.dataset, config.data)
   run_plan = plan.make(config, workdir, ds)

@@ -98,21 +98,23 @@ def _pgd(logits_fn, x, y, key, spec: attacks.AttackSpec):
 
 
 def off_manifold_outcome(logits_fn, x: np.ndarray, y: np.ndarray, spec: attacks.AttackSpec,
-                         key: jax.Array, batch_size: int, mesh) -> tuple[Outcome, np.ndarray]:
+                         key: jax.Array, batch_size: int, mesh,
+                         desc: str | None = "off-manifold attack") -> tuple[Outcome, np.ndarray]:
   """The regular attack on images x [N, ...]; returns its verified Outcome and the adversarial
-  examples [N, ...]."""
+  examples [N, ...]; desc: the progress bar's label."""
   attack = lambda xb, yb, k: _pgd(logits_fn, xb, yb, k, spec=spec)
-  x_adv, success = parallel.map_in_batches(attack, (x, y), batch_size, mesh, key)
+  x_adv, success = parallel.map_in_batches(attack, (x, y), batch_size, mesh, key, desc=desc)
   correct = predict(logits_fn, x, batch_size, mesh) == y
   return verified_outcome(logits_fn, x_adv, y, correct, success, within_ball(x, x_adv, spec.eps),
                           batch_size, mesh), x_adv
 
 
 def off_manifold(logits_fn, x: np.ndarray, y: np.ndarray, spec: attacks.AttackSpec,
-                 key: jax.Array, batch_size: int, mesh) -> tuple[Rates, np.ndarray]:
+                 key: jax.Array, batch_size: int, mesh,
+                 desc: str | None = "off-manifold attack") -> tuple[Rates, np.ndarray]:
   """The regular attack on images x [N, ...]; returns the rates and the adversarial examples
   [N, ...]."""
-  outcome, x_adv = off_manifold_outcome(logits_fn, x, y, spec, key, batch_size, mesh)
+  outcome, x_adv = off_manifold_outcome(logits_fn, x, y, spec, key, batch_size, mesh, desc)
   return outcome.rates, x_adv
 
 

@@ -76,7 +76,8 @@ def attack_codes(decode, logits_fn, z: np.ndarray, y: np.ndarray, row_data: tupl
     decode_fn = jax.tree_util.Partial(decode, *data) if data else decode
     return _attack(decode_fn, logits_fn, zb, yb, batch_key, (lo, hi), spec=spec)
 
-  return parallel.map_in_batches(attack, (z, np.asarray(y), *row_data), batch_size, mesh, key)
+  return parallel.map_in_batches(attack, (z, np.asarray(y), *row_data), batch_size, mesh, key,
+                                 desc="on-manifold attack")
 
 
 def least_error_codes(errors_of, z, lr, steps: int, restarts: int, project=lambda z: z):

@@ -173,7 +173,8 @@ class LearnedManifold:
     project = lambda xb, zb, k: project_onto_decoder(
         agnostic.decode_fn, xb, zb, key=k, steps=self.projection_steps, lr=self.projection_lr,
         restarts=self.projection_restarts)[:2]
-    return parallel.map_in_batches(project, (images, z0), batch_size, mesh, key)
+    return parallel.map_in_batches(project, (images, z0), batch_size, mesh, key,
+                                   desc="projections onto the learned manifold")
 
   def distance(self, images: np.ndarray, rows: np.ndarray, key: jax.Array, batch_size: int,
                mesh) -> np.ndarray:

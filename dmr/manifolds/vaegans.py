@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from dmr import checkpoint, parallel, results
+from dmr import checkpoint, parallel, results, tensorboard
 from dmr.data.dataset import Dataset, num_batches
 from dmr.models import vaegan as vaegan_models
 from dmr.train import loop, optim, steps
@@ -109,12 +109,15 @@ def train_vaegan(config: ml_collections.ConfigDict, ds: Dataset, name: str, work
   key = jax.random.fold_in(jax.random.key(config.seed + config.seeds.model_init),
                            model_index(name, ds.num_classes))
   state = vaegan_training.init_state(nets, tx, key, ds.image_shape)
+  directory = vaegan_dir(workdir, name)
   return loop.run_epochs(
       train_step, state, RowSubset(ds.x_train, rows), ds.y_train[rows], epochs=v.epochs,
       batch_size=v.batch_size, seed=config.seed + config.seeds.data_order,
-      workdir=vaegan_dir(workdir, name), mesh=mesh,
+      workdir=directory, mesh=mesh,
       checkpoint_every_steps=v.checkpoint_every_steps, log_every_steps=v.log_every_steps,
-      desc=f"VAE-GAN {name}")
+      desc=f"VAE-GAN {name}", tensorboard_dir=tensorboard.run_dir(workdir, directory),
+      learning_rate=optim.paper_schedule(v.learning_rate, v.lr_decay,
+                                         num_batches(len(rows), v.batch_size)))
 
 
 def mean_pair_distance(x: np.ndarray, seed: int = 0) -> float:
@@ -206,6 +209,9 @@ def train_and_measure(config: ml_collections.ConfigDict, ds: Dataset, name: str,
     lo, hi = latent_box(codes)
     np.savez(os.path.join(directory, BOX_FILE), lo=np.asarray(lo), hi=np.asarray(hi))
     save_grid(os.path.join(directory, GRID_FILE), grid, ["test", "reconstruction", "prior sample"])
+    tensorboard.write_images(workdir, directory, {
+        "vaegan/test": grid[0], "vaegan/reconstruction": grid[1], "vaegan/prior_sample": grid[2]},
+        int(state.step))
     results.write_json_atomic(os.path.join(directory, QUALITY_FILE), quality)
   return quality
 
