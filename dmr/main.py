@@ -245,9 +245,9 @@ def summary(config, workdir: str, seconds: dict[str, float]) -> str:
   """The end of a run: wall time per stage, the claims' verdicts, where the outputs are."""
   lines = ["Time per stage: " + ", ".join(f"{s} {t:.1f} s" for s, t in seconds.items())
            + f" (total {sum(seconds.values()):.1f} s; {os.path.join(workdir, PROFILE_FILE)})"]
-  if hasattr(report, "claims_summary") and os.path.exists(results.path(workdir)):
+  if os.path.exists(results.path(workdir)):
     for claim in report.claims_summary(workdir, config.dataset):
-      interval = f" {claim['interval']}" if claim.get("interval") else ""
+      interval = f" {claim['interval_text']}" if claim.get("interval_text") else ""
       reason = f" ({claim['reason']})" if claim.get("reason") else ""
       lines.append(f"Claim {claim['claim']}: {claim['verdict']}{interval}{reason}")
   lines.append(f"Results: {results.path(workdir)}")

@@ -340,6 +340,8 @@ def _share(arrays: dict, prefix: str) -> Optional[Measure]:
   if leaving is None or total is None:
     return None
   kept = total > 0
+  if not np.any(kept):  # No example of this kind (e.g. no on-manifold success): no share.
+    return None
   interval = stats.ratio_interval(leaving[kept], total[kept])
   return Measure(interval.estimate, interval, 1)
 
@@ -583,8 +585,9 @@ def _error_bars(measures: list[Measure]) -> Optional[np.ndarray]:
   """[2, k] distances from the values to their interval ends (None when any has no interval)."""
   if any(m.interval is None for m in measures):
     return None
-  return 100 * np.array([[m.value - m.interval.lo for m in measures],
-                         [m.interval.hi - m.value for m in measures]])
+  # Clipped at 0: a value on its interval's end may sit a rounding error outside it.
+  return 100 * np.maximum(np.array([[m.value - m.interval.lo for m in measures],
+                                    [m.interval.hi - m.value for m in measures]]), 0.0)
 
 
 def plot_metric_vs_n(models: list[Model], metric: str, path: str) -> Optional[str]:
