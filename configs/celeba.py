@@ -1,4 +1,4 @@
-"""CelebA, Male vs not, 56x48x3 (PAPER.md). Usage: --config=configs/celeba.py[:paper|quick|smoke]."""
+"""CelebA, Male vs not, 56x48x3 (docs/protocol.md#datasets). Usage: --config=configs/celeba.py[:paper|quick|smoke]."""
 from dmr import config
 
 # Fields of this dataset, per preset (beside dmr.config.SHARED_PRESETS).

@@ -1,4 +1,4 @@
-"""EMNIST digits (PAPER.md). Usage: --config=configs/emnist.py[:paper|quick|smoke]."""
+"""EMNIST digits (docs/protocol.md#datasets). Usage: --config=configs/emnist.py[:paper|quick|smoke]."""
 from dmr import config
 
 # Fields of this dataset, per preset (beside dmr.config.SHARED_PRESETS).

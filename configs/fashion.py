@@ -1,4 +1,4 @@
-"""Fashion-MNIST (PAPER.md). Usage: --config=configs/fashion.py[:paper|quick|smoke]."""
+"""Fashion-MNIST (docs/protocol.md#datasets). Usage: --config=configs/fashion.py[:paper|quick|smoke]."""
 from dmr import config
 
 # Fields of this dataset, per preset (beside dmr.config.SHARED_PRESETS).

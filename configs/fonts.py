@@ -1,5 +1,5 @@
 """FONTS: letters A-J rendered from the machine's fonts under random affine transforms, the one
-dataset whose manifold is known exactly (PAPER.md). `make fonts` installs ~1000 Debian fonts.
+dataset whose manifold is known exactly (docs/protocol.md#fonts). `make fonts` installs ~1000 Debian fonts.
 
 Usage: --config=configs/fonts.py[:paper|quick|smoke].
 """
@@ -29,7 +29,7 @@ ROWS = {
 def get_config(preset: str = "paper"):
   c = config.build("fonts", preset or "paper", ROWS)
   c.data.seed = 0
-  c.data.difficulty = "hard"  # easy | moderate | hard (PAPER.md's theta ranges)
+  c.data.difficulty = "hard"  # easy | moderate | hard (docs/protocol.md#fonts)
   c.data.max_fonts = 10 if c.preset == "smoke" else config.placeholder(int)  # None: every font.
   c.stn_theta_range = c.data.get_ref("difficulty") + ""  # The data's range, unless set.
   return c

@@ -1,7 +1,7 @@
 """Shared config defaults, presets and validation. configs/<dataset>.py build on `base`.
 
-Presets: `paper` (PAPER.md's protocol), `quick` (every stage at reduced size, minutes on a
-2-core CPU) and `smoke` (seconds, for tests), each a column of SHARED_PRESETS and of the
+Presets (docs/protocol.md#presets): `paper` (the protocol), `quick` (every stage at reduced
+size, minutes on a 2-core CPU) and `smoke` (a minute or two, for tests), each a column of SHARED_PRESETS and of the
 dataset's rows in configs/<dataset>.py. `attack_spec` maps a config section onto the attack.
 """
 from __future__ import annotations
@@ -84,7 +84,7 @@ def build(dataset: str, preset: str, rows: dict | None = None) -> ml_collections
 
 
 def base(dataset: str, preset: str) -> ml_collections.ConfigDict:
-  """The defaults every preset starts from (PAPER.md's protocol where a preset sets nothing)."""
+  """The defaults every preset starts from (docs/protocol.md where a preset sets nothing)."""
   c = ml_collections.ConfigDict()
   c.dataset = dataset
   c.preset = preset
@@ -100,7 +100,8 @@ def base(dataset: str, preset: str) -> ml_collections.ConfigDict:
   # The data manifolds of the run (dmr.manifolds): "learned" (VAE-GANs, stage `manifolds`),
   # "true" (the known FONTS manifold). The first is the one the attacks stage reports.
   c.manifolds = ("learned",)
-  # The theta range of stn_augm and stn_adv: "augmentation" (PAPER.md's) or a FONTS difficulty.
+  # The theta range of stn_augm and stn_adv: "augmentation" (docs/protocol.md#training-variants)
+  # or a FONTS difficulty.
   c.stn_theta_range = "augmentation"
 
   c.data = ml_collections.ConfigDict()
@@ -170,7 +171,7 @@ def base(dataset: str, preset: str) -> ml_collections.ConfigDict:
   c.distances.neighbours = 50
   c.distances.pca_dims = 40
 
-  # --- VAE-GANs of the learned manifold (PAPER.md, "VAE-GAN"; stage `manifolds`) -------------
+  # --- VAE-GANs of the learned manifold (docs/protocol.md#vae-gan; stage `manifolds`) -------------
   # One per class and one class-agnostic, each on the FULL training set of its class (the first
   # max_train_images rows of it when set). Per-dataset values: the rows of configs/<dataset>.py.
   c.vaegan = ml_collections.ConfigDict()

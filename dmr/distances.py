@@ -1,4 +1,4 @@
-"""Claim 1 (PAPER.md, "Distance to the manifold"): how far test images and their adversarial
+"""Claim 1 (docs/protocol.md#distances-to-the-manifold): how far test images and their adversarial
 examples lie from a data manifold, and from the local subspace of their nearest training images.
 
 - `manifold_distances`: distances to one manifold (any dmr.manifolds.Manifold) and the share of
@@ -174,7 +174,8 @@ class SubspaceDistances(NamedTuple):
 @functools.partial(jax.jit, static_argnames="rank_tol")
 def local_subspace_distances(x: jax.Array, x_adv: jax.Array, neighbours: jax.Array,
                              rank_tol: float = 1e-5) -> SubspaceDistances:
-  """Distances to the affine subspace mean + span(neighbours - mean) (PAPER.md).
+  """Distances to the affine subspace mean + span(neighbours - mean)
+  (docs/protocol.md#local-subspace).
 
   x, x_adv: [B, H, W, C]; neighbours: [B, K, H, W, C], e.g. x_train[nearest_neighbours(...)].
   The span's basis is the right singular vectors of (neighbours - mean) with singular values

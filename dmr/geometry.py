@@ -1,6 +1,6 @@
 """The differentiable affine warp (spatial transformer) that renders FONTS and the stn_* variants.
 
-A transformation code theta is [tx, ty, shear_x, shear_y, scale, rotation] (PAPER.md, "FONTS").
+A transformation code theta is [tx, ty, shear_x, shear_y, scale, rotation] (docs/protocol.md#fonts).
 Its affine matrix maps OUTPUT coordinates to INPUT coordinates, both normalized to [-1, 1] with
 the corner pixels' centres at -1 and 1 (torch's affine_grid/grid_sample with align_corners=True),
 so one pixel is 2 / (W - 1). Sampling is bilinear with zero padding outside the image.
@@ -54,7 +54,7 @@ class ThetaRange:
     return jnp.clip(theta, lo, hi)
 
 
-# The FONTS data ranges (PAPER.md table) and the stn_augm range of the other datasets.
+# The FONTS data ranges (docs/protocol.md#fonts) and the stn_augm range of the other datasets.
 FONTS_EASY = ThetaRange.symmetric(translation=0.1, shear=0.2, scale=(0.9, 1.1),
                                   rotation=math.pi / 6)
 FONTS_MODERATE = ThetaRange.symmetric(translation=0.2, shear=0.4, scale=(0.85, 1.15),
@@ -77,7 +77,7 @@ def sample_theta(key: jax.Array, shape: tuple[int, ...], lo, hi) -> jax.Array:
 
 
 def affine_matrix(theta: jax.Array) -> jax.Array:
-  """Affine matrices [..., 2, 3] of codes theta [..., 6] (PAPER.md's formula)."""
+  """Affine matrices [..., 2, 3] of codes theta [..., 6] (docs/protocol.md#fonts)."""
   tx, ty, l1, l2, s, r = jnp.moveaxis(jnp.asarray(theta), -1, 0)
   cos, sin = jnp.cos(r) * s, jnp.sin(r) * s
   row_x = jnp.stack([cos - sin * l1, -sin + cos * l1, tx], axis=-1)

@@ -1,5 +1,5 @@
 """Attacking one trained classifier: off-manifold (image space) and on-manifold (any
-dmr.manifolds.Manifold) success rates on the first test images, as PAPER.md defines them.
+dmr.manifolds.Manifold) success rates on the first test images, as docs/protocol.md#success-rates defines them.
 
 Rates are computed over the correctly classified inputs: the paper's rate averages over restarts,
 the `_any` rate counts an input as broken when any restart succeeds (robust-accuracy convention).

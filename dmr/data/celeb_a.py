@@ -1,6 +1,6 @@
 """CelebA, binary Male attribute, aligned images resized to width 54 and cropped to 56x48x3.
 
-PAPER.md splits the 202,599 images 90/10 in file order. tfds does not keep file order, so
+The paper (docs/protocol.md#datasets) splits the 202,599 images 90/10 in file order. tfds does not keep file order, so
 its official `train+validation` (182,637) is the training set and `test` (19,962) the test set.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""FONTS: the letters A-J of many fonts under random affine transformations (PAPER.md, "FONTS").
+"""FONTS: the letters A-J of many fonts under random affine transformations (docs/protocol.md#fonts).
 
 The data manifold is known exactly: image = transform(prototype[font, class], theta).
 
@@ -306,7 +306,7 @@ def load_fonts(num_train: int = 960_000, num_test: int = 160_000, seed: int = 0,
                font_paths: Iterable[str] | None = None) -> Dataset:
   """The FONTS Dataset with lazily rendered x_train, x_test (`RenderedImages`), 10 classes A-J.
 
-  difficulty: "easy" | "moderate" | "hard" (PAPER.md's ranges, geometry.FONTS_RANGES).
+  difficulty: "easy" | "moderate" | "hard" (docs/protocol.md#fonts, geometry.FONTS_RANGES).
   max_fonts: use only the first fonts of `find_fonts` (fast tests); font_paths: the candidate
   font files instead of the machine's.
   """

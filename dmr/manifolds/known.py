@@ -1,4 +1,4 @@
-"""The known FONTS manifold (PAPER.md, "FONTS"): codes are theta, decoding renders a row's own
+"""The known FONTS manifold (docs/protocol.md#fonts): codes are theta, decoding renders a row's own
 (font, class) prototype under theta.
 
 For a fixed prototype per row the manifold is {transform(prototype, theta): theta in the data's

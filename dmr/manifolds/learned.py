@@ -1,4 +1,4 @@
-"""The learned data manifold (PAPER.md, "VAE-GAN"): codes are the encoder means mu of the true
+"""The learned data manifold (docs/protocol.md#vae-gan): codes are the encoder means mu of the true
 class's VAE-GAN, decoding is its decoder; distances project onto the class-agnostic decoder.
 
 `LearnedManifold` implements dmr.manifolds.base.Manifold from the trained VAE-GANs
@@ -138,7 +138,7 @@ class LearnedManifold:
   def attack(self, logits_fn, rows: np.ndarray, spec: attacks.AttackSpec, key: jax.Array,
              batch_size: int, mesh) -> OnManifold:
     """From z = mu of the true class's encoder (class_agnostic: of the class-agnostic encoder),
-    codes with |mu| <= 2 only; x_on = dec(mu), on which "correct" is judged (PAPER.md)."""
+    codes with |mu| <= 2 only; x_on = dec(mu), on which "correct" is judged (docs/protocol.md#success-rates)."""
     x, y = np.asarray(self.ds.x_test[rows]), self.ds.y_test[rows]
     if self.class_agnostic:
       vae = self.vaes.agnostic

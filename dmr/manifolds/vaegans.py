@@ -1,4 +1,4 @@
-"""The VAE-GANs behind the learned manifold: trained, measured and loaded (PAPER.md).
+"""The VAE-GANs behind the learned manifold: trained, measured and loaded (docs/protocol.md#vae-gan).
 
 One VAE-GAN per class and one class-agnostic, each on the FULL training set of its class (the
 first vaegan.max_train_images rows of it, when set). Each lives in workdir/manifolds/<name>/,

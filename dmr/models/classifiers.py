@@ -1,4 +1,4 @@
-"""The paper's classifiers (PAPER.md, "Classifier") as flax.linen modules.
+"""The paper's classifiers (docs/protocol.md#classifiers) as flax.linen modules.
 
 Every classifier maps images [B, H, W, C] in [0, 1] to logits [B, K] and takes
 `train` (BatchNorm uses batch statistics and updates `batch_stats`) and an optional
@@ -21,7 +21,7 @@ class ConvClassifier(nn.Module):
   """Conv(k, s2, p k/2-1) -> BN -> ReLU, channels 16, 32, ..., then Linear(10K) -> Linear(K).
 
   The two linear layers have no nonlinearity between them, as in the paper's code. With kernel 6
-  and 64 channels it is the VAE-GAN's discriminator (PAPER.md).
+  and 64 channels it is the VAE-GAN's discriminator (docs/protocol.md#vae-gan).
   """
   num_classes: int = 10
   channels: int = 16

@@ -33,7 +33,7 @@ def same_padding(kernel: int) -> int:
 def conv_stack_sizes(height: int, width: int, kernel: int = 4,
                      stride: int = 2) -> list[tuple[int, int]]:
   """Spatial sizes [(H, W), ...] of the input and after each strided conv, applied while the
-  smaller side stays >= 4 (PAPER.md).
+  smaller side stays >= 4 (docs/protocol.md#classifiers).
 
   28x28 -> 28x28, 14x14, 7x7, 3x3; 56x48 -> 56x48, 28x24, 14x12, 7x6, 3x3.
   """

@@ -1,4 +1,4 @@
-"""The paper's VAE-GAN (PAPER.md, "VAE-GAN"): encoder, decoder and discriminator as flax modules.
+"""The paper's VAE-GAN (docs/protocol.md#vae-gan): encoder, decoder and discriminator as flax modules.
 
 All take `train` (BatchNorm on batch statistics, updating `batch_stats`) and an optional `mask` [B]
 of the real rows of a padded batch. Sizes follow the classifier's conv stack: 28x28 images are

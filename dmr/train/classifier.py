@@ -23,7 +23,7 @@ def make_model(config: ml_collections.ConfigDict, num_classes: int):
 
 def initial_state(config: ml_collections.ConfigDict, ds: Dataset, n: int, key: jax.Array):
   """(model, optimizer, state) of a classifier of n training rows before training; optimizer:
-  PAPER.md's Adam, decayed over n / batch_size steps per epoch."""
+  the paper's Adam (docs/protocol.md#classifier-training), decayed over n / batch_size steps per epoch."""
   t = config.train
   tx = optim.paper_adam(t.learning_rate, t.lr_decay, num_batches(n, t.batch_size), t.b1, t.b2,
                         t.weight_decay)

@@ -5,7 +5,7 @@ import optax
 
 
 def paper_schedule(learning_rate: float, decay: float, steps_per_epoch: int) -> optax.Schedule:
-  """lr * decay ** (step / steps_per_epoch): PAPER.md's lr * decay^(epoch + batch/num_batches)."""
+  """lr * decay ** (step / steps_per_epoch): docs/protocol.md#classifier-training: lr * decay^(epoch + batch/num_batches)."""
   return optax.exponential_decay(learning_rate, transition_steps=steps_per_epoch,
                                  decay_rate=decay)
 

@@ -1,6 +1,6 @@
 """Classifier train and eval steps as pure functions of (state, batch).
 
-A training variant (PAPER.md, "Training variants") differs only in the function that produces
+A training variant (docs/protocol.md#training-variants) differs only in the function that produces
 the second half of each batch: `second_half(logits_fn, x, y, key, aux) -> x'` for the rows
 x [B/2, ...] (an attack, an augmentation), where logits_fn is the classifier at the current params
 in inference mode (the paper attacks it so) and aux holds the rows' per-example extras (latent

@@ -1,4 +1,4 @@
-"""VAE-GAN training (PAPER.md, "VAE-GAN"): the three losses and optimizers as one jitted step.
+"""VAE-GAN training (docs/protocol.md#vae-gan): the three losses and optimizers as one jitted step.
 
 Per image x with q(z | x) = N(mu, exp(log_var)), z = mu + exp(log_var / 2) * noise,
 x_rec = dec(z) and the discriminator's logit D(.), the losses, summed over the batch, are
