@@ -9,6 +9,7 @@ import functools
 import math
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from dmr.models import convs
