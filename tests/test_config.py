@@ -120,6 +120,7 @@ def test_preset_tables():
 def test_on_manifold_training_needs_its_manifold():
   c = get_config("fonts", "smoke")
   c.variants = ("on_adv_learned",)
+  c.manifolds = ("true",)  # The known manifold alone: no VAE-GANs to train on.
   with pytest.raises(ValueError, match=r"on_adv_learned only with 'learned' in config.manifolds"):
     dmr_config.validate(c)
   c.manifolds = ("true", "learned")  # FONTS with both manifolds side by side.
