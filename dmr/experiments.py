@@ -132,7 +132,9 @@ def classifiers_stage(config: ml_collections.ConfigDict, workdir: str, mesh) -> 
                                 {"step": int(state.step), **fields})
           results.update_record(workdir, variant, n, seed,
                                 outcomes=outcomes_path(variant, n, seed), **fields)
-        logging.info("%s n=%d seed=%d: %s", variant, n, seed, fields)
+        logging.info("%s n=%d seed=%d: test error %.4f%s", variant, n, seed,
+                     fields["test_error"], "".join(f", {k} {v:.4g}" for k, v in fields.items()
+                                                   if k != "test_error"))
 
 
 def manifolds_stage(config: ml_collections.ConfigDict, workdir: str, mesh) -> None:

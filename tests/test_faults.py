@@ -27,9 +27,9 @@ def fonts_available() -> bool:
 
 
 def outputs(workdir: str) -> tuple[dict, str]:
-  """What a run leaves for its reader: results.json and report.md."""
+  """What a run leaves for its reader: results.json and report.md (which names its workdir)."""
   with open(os.path.join(workdir, "report", "report.md")) as f:
-    return results.load(workdir), f.read()
+    return results.load(workdir), f.read().replace(workdir, "WORKDIR")
 
 
 def start(workdir: str, *overrides: str, config: str) -> subprocess.Popen:
@@ -60,8 +60,8 @@ def latest_step(workdir: str) -> int | None:
 
 
 # FONTS (its known manifold needs no VAE-GANs): one model, trained, attacked, reported.
-FONTS_RUN = ("--config.variants=('normal',)", "--config.stages=('classifiers','attacks','report')",
-             "--config.train.epochs=3")
+FONTS_RUN = ("--config.variants=('normal',)", "--config.manifolds=('true',)",
+             "--config.stages=('classifiers','attacks','report')", "--config.train.epochs=3")
 
 
 @pytest.mark.skipif(not fonts_available(), reason="needs 10 usable fonts")
