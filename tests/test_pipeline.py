@@ -41,7 +41,8 @@ def check_run(workdir: str, variants: set, manifold_kind: str, kinds: tuple = ()
     if r["variant"] != "normal":  # The second half is (about) half of every batch.
       assert r["train_adversarial_share"] >= 0.45, r
     if r["variant"] == "off_adv":
-      assert r["train_attack_linf"] == pytest.approx(0.3, abs=1e-4)  # the whole ball (weak attacks: < 0.2)
+      # The whole ball (a training attack that cannot reach it stops near 0.19).
+      assert r["train_attack_linf"] == pytest.approx(0.3, abs=1e-4)
     assert 0.0 <= r["test_error"] <= 1.0
     for field in SUCCESS_FIELDS:
       assert 0.0 <= r[field] <= 1.0, (field, r)
