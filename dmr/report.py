@@ -276,9 +276,9 @@ def _share_text(m: Measure) -> str:
   """The claim-1 share, with the reason whenever it lies outside its meaningful range [0, 1]."""
   text = _rate_text(m)
   if not 0.0 <= m.value <= 1.0:
-    text += (" (outside 0-100%: the projections onto the manifold are not precise enough "
-             "against the perturbation's length, so the residual change r(x_adv) - r(x) is "
-             "mostly projection error)")
+    text += (" (outside 0-100%: the distances to the manifold are not precise enough against "
+             "the perturbation's length, so the residual change r(x_adv) - r(x) is mostly "
+             "projection error)")
   return text
 
 
