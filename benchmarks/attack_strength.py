@@ -24,8 +24,6 @@ from __future__ import annotations
 import argparse
 import os
 import pathlib
-import resource
-import statistics
 import sys
 import time
 
@@ -63,6 +61,7 @@ import optax  # noqa: E402
 import torch  # noqa: E402
 import torchattacks  # noqa: E402
 
+import pinning  # noqa: E402
 import torch_twin  # noqa: E402
 from dmr.attacks.apgd import apgd  # noqa: E402
 from dmr.attacks.evaluate import evaluate  # noqa: E402
@@ -73,11 +72,6 @@ from dmr.train import steps, variants  # noqa: E402
 torch.set_num_threads(ARGS.threads)
 EPSILONS = (0.1, 0.3)
 BATCH = 100
-
-
-def cpu_seconds() -> float:
-  usage = resource.getrusage(resource.RUSAGE_SELF)
-  return usage.ru_utime + usage.ru_stime
 
 
 def train(model, data, epochs: int, adversarial: bool, seed: int = 0):
@@ -128,21 +122,6 @@ def strength(name, logits_fn, twin, x, y):
           f"{100 * aa:.1f}% ({aa_seconds:.0f} s)  target dmr <= AA + 0.5: {verdict}", flush=True)
 
 
-def timed(contenders: dict, repeats: int) -> dict:
-  """{name: (median wall s, cpu/wall)}, one warm-up each, rounds interleaved."""
-  for run in contenders.values():
-    run()
-  walls = {k: [] for k in contenders}
-  cpus = {k: [] for k in contenders}
-  for _ in range(repeats):
-    for name, run in contenders.items():
-      wall, cpu = time.perf_counter(), cpu_seconds()
-      run()
-      walls[name].append(time.perf_counter() - wall)
-      cpus[name].append(cpu_seconds() - cpu)
-  return {k: (statistics.median(walls[k]), sum(cpus[k]) / sum(walls[k])) for k in contenders}
-
-
 def speed(name, logits_fn, twin, x, y):
   xt, yt = torch_twin.to_torch_images(x), torch.from_numpy(y.astype(np.int64))
   for eps in (0.01, 0.3):
@@ -155,9 +134,9 @@ def speed(name, logits_fn, twin, x, y):
       contenders["dmr apgd unrolled"] = run(unroll=True)
     fooled = float(np.mean(np.asarray(apgd(logits_fn, x, y, key=jax.random.key(0), eps=eps,
                                            steps=100, host_loop=True).success)))
-    results = timed(contenders, ARGS.repeats)
+    results = pinning.interleaved_timings(contenders, ARGS.repeats)
     base = results["torchattacks APGD"][0]
-    for k, (wall, util) in results.items():
+    for k, (wall, _, util) in results.items():
       print(f"{name:>8} speed eps {eps} ({100 * fooled:.0f}% fooled): {k:<19} {wall:7.2f} s  "
             f"cpu/wall {util:.2f}  speed-up vs torchattacks {base / wall:.2f}x", flush=True)
 
