@@ -1,6 +1,7 @@
 """Shared test utilities: running dmr.main in a subprocess and reading a model's final state."""
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -8,6 +9,14 @@ import sys
 import jax
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def get_config(name: str, preset: str | None = None):
+  """configs/<name>.py's get_config(preset) (its default preset when None)."""
+  spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "configs", f"{name}.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(preset) if preset else module.get_config()
 
 
 # The foundation's tests train normal classifiers only.

@@ -1,21 +1,13 @@
 """Configs: presets, command-line overrides, validation messages."""
-import importlib.util
 import os
 import subprocess
 
 import pytest
 
 from dmr import config as dmr_config
-from tests.helpers import REPO, main_command, subprocess_env
+from tests.helpers import REPO, get_config, main_command, subprocess_env
 
 CONFIG_FILES = ["fashion", "emnist", "celeba", "fonts"]
-
-
-def get_config(name, preset=None):
-  spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "configs", f"{name}.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(preset) if preset else module.get_config()
 
 
 @pytest.mark.parametrize("name", CONFIG_FILES)

@@ -1,14 +1,11 @@
 """The run fingerprint: result-changing fields only, stable, with readable differences."""
-import importlib.util
+import functools
 
 from dmr import fingerprint
+from tests.helpers import get_config
 
-
-def fashion(preset="quick"):
-  spec = importlib.util.spec_from_file_location("fashion_config", "configs/fashion.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(preset)
+fashion = functools.partial(get_config, "fashion", "quick")
+fonts = functools.partial(get_config, "fonts", "smoke")
 
 
 def test_result_changing_fields_change_the_digest():
@@ -33,13 +30,6 @@ def test_which_models_logging_and_batching_do_not_change_the_digest():
   c.data.dir = "/elsewhere"
   c.seed = 5  # Names the models (a sweep sets it per model); their seeds are in their records.
   assert fingerprint.digest(fingerprint.result_fields(c)) == base
-
-
-def fonts(preset="smoke"):
-  spec = importlib.util.spec_from_file_location("fonts_config", "configs/fonts.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(preset)
 
 
 def test_seed_streams_manifolds_and_fonts_data_are_in_the_fingerprint():
