@@ -189,7 +189,6 @@ def attack_one_classifier(config: ml_collections.ConfigDict, ds: Dataset, record
                                                ds.y_test[rows], dmr_config.attack_spec(a), noise,
                                                a.batch_size, mesh)
   fields = counts("off_manifold", off)
-  fields["off_verified"] = off.verified
   arrays = {"off_correct": off.correct, "off_success": off.success.T}
   on_rows = test_rows(ds, o.num_test)
   for i, (kind, manifold) in enumerate(kinds.items()):
@@ -221,7 +220,7 @@ def attacks_stage(config: ml_collections.ConfigDict, workdir: str, mesh) -> None
   ds = load_dataset(config)
   kinds = manifolds.load(config, ds, workdir, mesh, manifolds.attack_kinds(config.manifolds))
   for record in results.load(workdir)["records"]:
-    if "test_error" not in record or "off_verified" in record:
+    if "test_error" not in record or "off_manifold_verified" in record:
       continue
     fields = attack_one_classifier(config, ds, record, kinds, workdir, mesh)
     if jax.process_index() == 0:

@@ -21,7 +21,7 @@ def check_outcomes(workdir: str, record: dict, kinds: tuple) -> None:
   correct, success = arrays["off_correct"], arrays["off_success"]
   assert record["off_manifold_correct"] == correct.sum()
   assert record["off_manifold_success_per_restart"] == list((success & correct).sum(axis=1))
-  assert record["off_verified"] == (success.any(axis=0) & correct).sum()
+  assert record["off_manifold_verified"] == (success.any(axis=0) & correct).sum()
   assert record["off_manifold_rejected"] == 0
   for kind in kinds:
     evaluated, correct = arrays[f"on_{kind}_evaluated"], arrays[f"on_{kind}_correct"]
