@@ -21,7 +21,6 @@ of `repeats` rounds that interleave all contenders. Success rates: the paper's e
 """
 from __future__ import annotations
 
-import argparse
 import gzip
 import pathlib
 import sys
@@ -55,10 +54,7 @@ except ImportError:
 
 
 def parse_args():
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--cores", type=int, help="pin to this many cores (default: 1, then all)")
-  parser.add_argument("--repeats", type=int, default=5)
-  parser.add_argument("--batch", type=int, default=100)
+  parser = pinning.parser(__doc__)
   parser.add_argument("--train-steps", type=int, default=600, help="600 = one epoch")
   return parser.parse_args()
 

@@ -13,6 +13,7 @@ intra_op_parallelism_threads=1). Torch gets set_num_threads(N) and set_num_inter
 """
 from __future__ import annotations
 
+import argparse
 import os
 import resource
 import statistics
@@ -84,6 +85,15 @@ def describe(cores: int, torch=None) -> str:
     line += (f"; torch {torch.__version__} on {torch_device(torch)}, "
              f"{torch.get_num_threads()} threads")
   return line
+
+
+def parser(doc: str) -> argparse.ArgumentParser:
+  """A benchmark's argument parser with the options every benchmark shares."""
+  p = argparse.ArgumentParser(description=doc.splitlines()[0])
+  p.add_argument("--cores", type=int, help="pin to this many cores (default: 1, then all)")
+  p.add_argument("--repeats", type=int, default=5)
+  p.add_argument("--batch", type=int, default=100)
+  return p
 
 
 def cpu_seconds() -> float:

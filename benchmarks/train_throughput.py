@@ -15,7 +15,6 @@ median images/s, cpu/wall and the ratio dmr / torch of median wall times.
 """
 from __future__ import annotations
 
-import argparse
 import pathlib
 import sys
 
@@ -47,10 +46,7 @@ VAEGAN = dict(beta=2.75, gamma=1.0, learning_rate=0.005, decay=0.9)
 
 
 def parse_args():
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--cores", type=int, help="pin to this many cores (default: 1, then all)")
-  parser.add_argument("--repeats", type=int, default=5)
-  parser.add_argument("--batch", type=int, default=100)
+  parser = pinning.parser(__doc__)
   parser.add_argument("--steps", type=int, default=50, help="classifier steps per timed round")
   parser.add_argument("--vaegan-steps", type=int, default=2, help="VAE-GAN steps per round")
   parser.add_argument("--only", choices=("classifier", "vaegan"))
