@@ -1,7 +1,8 @@
 """Shared config defaults, presets and validation. configs/<dataset>.py build on `base`.
 
-Presets (docs/protocol.md#presets): `paper` (the protocol), `quick` (every stage at reduced
-size, minutes on a 2-core CPU) and `smoke` (a minute or two, for tests), each a column of SHARED_PRESETS and of the
+Presets (docs/protocol.md#presets): `paper` (the protocol), `claims` (the claims settled with
+intervals, under an hour on a 2-core CPU), `quick` (every stage at reduced size, minutes on a
+2-core CPU) and `smoke` (a minute or two, for tests), each a column of SHARED_PRESETS and of the
 dataset's rows in configs/<dataset>.py. `attack_spec` maps a config section onto the attack.
 """
 from __future__ import annotations
@@ -13,7 +14,7 @@ import jax
 from dmr import attacks, data, geometry
 from dmr.errors import UserError, suggest_names
 
-PRESETS = ("paper", "quick", "smoke")
+PRESETS = ("paper", "claims", "quick", "smoke")
 SEED_STREAMS = ("model_init", "data_order", "attacks", "pca")
 MANIFOLDS = ("learned", "true")
 THETA_RANGES = {"augmentation": geometry.AUGMENTATION, **geometry.FONTS_RANGES}
@@ -22,57 +23,63 @@ STAGES = ("manifolds", "classifiers", "attacks", "distances", "report")
 VARIANTS = ("normal", "off_adv", "on_adv_learned", "on_adv_true", "stn_augm", "stn_adv")
 PAPER_VARIANTS = ("normal", "off_adv", "on_adv_learned", "stn_augm", "stn_adv")
 REDUCED_VARIANTS = ("normal", "off_adv", "on_adv_learned")
+# Claims 1-3 compare normal models with on-manifold adversarially trained ones.
+CLAIMS_VARIANTS = ("normal", "on_adv_learned")
 PAPER_TRAINING_SIZES = (250, 500, 1000, 1500, 2000, 2500, 5000, 7500, 10000, 15000, 20000, 30000,
                         40000)
 
 
 # The fields each preset sets, shared by every dataset; configs/<dataset>.py add their own rows
 # (a dataset's row replaces a shared one). None keeps the default. Columns: PRESETS.
+# claims: sized from measured stage times so that one run of configs/fashion.py (claims 1-3) or
+# configs/fonts.py (claims 1-4) settles its claims in under an hour on a 2-core CPU: three seeds
+# per setting (claim 3 compares training runs), only the variants the claims compare, more
+# attacked images than quick, VAE-GANs trained longer.
 SHARED_PRESETS = {
-    #  field                             paper                  quick              smoke
-    "models_per_size":                  (3,                     1,                 1),
-    "training_sizes":                   (PAPER_TRAINING_SIZES,  (500, 2000),       (200,)),
-    "variants":                         (PAPER_VARIANTS,        REDUCED_VARIANTS, REDUCED_VARIANTS),
-    "train.epochs":                     (20,                    10,                1),
-    "train.checkpoint_every_steps":     (500,                   500,               1),
-    "train.log_every_steps":            (50,                    50,                1),
+    #  field                             paper                  claims           quick             smoke
+    "models_per_size":                  (3,                     3,               1,                1),
+    "training_sizes":                   (PAPER_TRAINING_SIZES,  (250, 2000),     (500, 2000),      (200,)),
+    "variants":                         (PAPER_VARIANTS,        CLAIMS_VARIANTS, REDUCED_VARIANTS, REDUCED_VARIANTS),
+    "train.epochs":                     (20,                    10,              10,               1),
+    "train.checkpoint_every_steps":     (500,                   500,             500,              1),
+    "train.log_every_steps":            (50,                    50,              50,               1),
     # Small N is where on-manifold training should help; 10 attack steps per training batch keep
     # quick's adversarial training within the demo's 15 minutes on 2 CPU cores. Every preset's
     # training attack reaches its whole eps-ball (steps x step_size >= eps, see `validate`):
     # paper keeps the authors' Adam with lr 0.3 / 40; cut presets take sign steps of 2.5 eps / steps.
-    "adversarial_training.steps":       (40,                    10,                3),
-    "adversarial_training.optimizer":   ("adam",                "sign",            "sign"),
-    "adversarial_training.step_size":   (0.0075,                0.075,             0.25),
-    "attack.steps":                     (40,                    40,                3),
-    "attack.restarts":                  (5,                     2,                 2),
+    "adversarial_training.steps":       (40,                    10,              10,               3),
+    "adversarial_training.optimizer":   ("adam",                "sign",          "sign",           "sign"),
+    "adversarial_training.step_size":   (0.0075,                0.075,           0.075,            0.25),
+    "attack.steps":                     (40,                    40,              40,               3),
+    "attack.restarts":                  (5,                     2,               2,                2),
     # smoke: sign steps reaching eps, so that tests see successful examples after 3 steps.
-    "attack.optimizer":                 ("adam",                "adam",            "sign"),
-    "attack.step_size":                 (0.005,                 0.005,             0.25),
-    "on_manifold_attack.optimizer":     ("adam",                "adam",            "sign"),
-    "on_manifold_attack.step_size":     (0.005,                 0.005,             0.25),
-    "attack.num_test":                  (1000,                  500,               40),
-    "attack.batch_size":                (500,                   500,               40),
-    "on_manifold_attack.steps":         (40,                    40,                3),
-    "on_manifold_attack.restarts":      (5,                     2,                 2),
-    "on_manifold_attack.num_test":      (2500,                  500,               40),
-    "on_manifold_attack.batch_size":    (500,                   500,               40),
-    "distances.num_test":               (1000,                  250,               40),
-    "distances.projection_steps":       (100,                   100,               5),
+    "attack.optimizer":                 ("adam",                "adam",          "adam",           "sign"),
+    "attack.step_size":                 (0.005,                 0.005,           0.005,            0.25),
+    "on_manifold_attack.optimizer":     ("adam",                "adam",          "adam",           "sign"),
+    "on_manifold_attack.step_size":     (0.005,                 0.005,           0.005,            0.25),
+    "attack.num_test":                  (1000,                  500,             500,              40),
+    "attack.batch_size":                (500,                   500,             500,              40),
+    "on_manifold_attack.steps":         (40,                    40,              40,               3),
+    "on_manifold_attack.restarts":      (5,                     2,               2,                2),
+    "on_manifold_attack.num_test":      (2500,                  1000,            500,              40),
+    "on_manifold_attack.batch_size":    (500,                   500,             500,              40),
+    "distances.num_test":               (1000,                  500,             250,              40),
+    "distances.projection_steps":       (100,                   100,             100,              5),
     # quick: the 11 Fashion-MNIST VAE-GANs in about 2-3 minutes on a 2-core CPU (measured),
     # reconstructions still recognizable.
-    "vaegan.epochs":                    (30,                    2,                 1),
-    "vaegan.channels":                  (64,                    16,                4),
-    "vaegan.discriminator_channels":    (64,                    16,                4),
-    "vaegan.max_train_images":          (None,                  3000,              200),
-    "vaegan.eval_batch_size":           (1000,                  1000,              500),
-    "vaegan.checkpoint_every_steps":    (500,                   500,               1),
-    "vaegan.log_every_steps":           (50,                    50,                1),
+    "vaegan.epochs":                    (30,                    5,               2,                1),
+    "vaegan.channels":                  (64,                    16,              16,               4),
+    "vaegan.discriminator_channels":    (64,                    16,              16,               4),
+    "vaegan.max_train_images":          (None,                  3000,            3000,             200),
+    "vaegan.eval_batch_size":           (1000,                  1000,            1000,             500),
+    "vaegan.checkpoint_every_steps":    (500,                   500,             500,              1),
+    "vaegan.log_every_steps":           (50,                    50,              50,               1),
 }
 
 
 def build(dataset: str, preset: str, rows: dict | None = None) -> ml_collections.ConfigDict:
   """The config of `dataset` under `preset`: `base`, then SHARED_PRESETS's column of the preset
-  with the dataset's `rows` ({field: (paper, quick, smoke)}) in place of the shared ones."""
+  with the dataset's `rows` ({field: one value per PRESETS}) in place of the shared ones."""
   if preset not in PRESETS:
     raise ValueError(f"preset={preset!r}; allowed: {PRESETS}.")
   c = base(dataset, preset)
