@@ -2,8 +2,9 @@
 examples lie from a data manifold, and from the local subspace of their nearest training images.
 
 - `manifold_distances`: distances to one manifold (any dmr.manifolds.Manifold) and the share of
-  the regular perturbations that leaves it (`leaving_parts`), beside a random direction and the
-  on-manifold perturbations: the one measure of claim 1's verdict.
+  the regular perturbations that leaves it (`leaving_parts`), beside three references measured
+  the same way: a tangent direction at the same images (the measure's floor), a random direction
+  and the on-manifold perturbations: the measures of claim 1's verdict.
 - `NeighbourIndex`, `local_subspace_distances`, `local_distances`: the local estimate from the
   nearest training images (searched in a PCA space).
 Images are float [B, H, W, C] in [0, 1]; distances are L2 norms over all pixels.
@@ -44,18 +45,20 @@ class Leaving(NamedTuple):
   perturbation_sq: np.ndarray
 
 
-def leaving_parts(project: Callable, x: np.ndarray, x_adv: np.ndarray) -> Leaving:
+def leaving_parts(project: Callable, x: np.ndarray, x_adv: np.ndarray,
+                  start: tuple | None = None) -> Leaving:
   """How much of each perturbation x_adv - x [N, ...] leaves a manifold.
 
   project(images, init) -> (codes, projections): the manifold's projection, warm-started at
-  codes `init` when given. x_adv is projected from x's best code, so both residuals come from
-  the same local piece of the manifold; the leaving part r(x_adv) - r(x) is then the
-  perturbation's component normal to the manifold (exact for a linear manifold), unbiased by x's
-  own distance to it, unlike d(x_adv)^2 - d(x)^2 = ||delta_n||^2 + 2 r(x).delta_n.
+  codes `init` when given; start: project(x, None) when already computed. x_adv is projected
+  from x's best code, so both residuals come from the same local piece of the manifold; the
+  leaving part r(x_adv) - r(x) is then the perturbation's component normal to the manifold (exact
+  for a linear manifold), unbiased by x's own distance to it, unlike d(x_adv)^2 - d(x)^2 =
+  ||delta_n||^2 + 2 r(x).delta_n.
   """
   if not len(x):
     return Leaving(*(np.zeros(0) for _ in Leaving._fields))
-  codes, p = project(x, None)
+  codes, p = project(x, None) if start is None else start
   _, p_adv = project(x_adv, codes)
   r, r_adv = _flat(np.asarray(x - p, np.float64)), _flat(np.asarray(x_adv - p_adv, np.float64))
   delta = _flat(np.asarray(x_adv, np.float64) - np.asarray(x, np.float64))
@@ -63,49 +66,83 @@ def leaving_parts(project: Callable, x: np.ndarray, x_adv: np.ndarray) -> Leavin
                  np.sum((r_adv - r)**2, axis=1), np.sum(delta**2, axis=1))
 
 
+def _norms(v: np.ndarray) -> np.ndarray:
+  """Per-image L2 norms of v [N, ...], shaped [N, 1, ...] to broadcast against it."""
+  flat = v.reshape(len(v), int(np.prod(v.shape[1:])))  # also for N = 0
+  return np.linalg.norm(flat, axis=1).reshape((-1,) + (1,) * (v.ndim - 1))
+
+
+def _rescaled(v: np.ndarray, norms: np.ndarray) -> np.ndarray:
+  """v [N, ...] with each image's norm set to norms [N, 1, ...] (a zero image stays zero)."""
+  size = _norms(v)
+  return v * np.divide(norms, size, out=np.zeros_like(size), where=size > 0)
+
+
 def random_direction(x: np.ndarray, x_adv: np.ndarray, seed: int) -> np.ndarray:
   """x + a uniformly random direction of the norm of x_adv - x, per image (not clipped to the
   box: a reference for the geometry, not an input of the classifier)."""
-  size = int(np.prod(x.shape[1:]))
-  per_image = lambda v: np.linalg.norm(v.reshape(len(v), size), axis=1).reshape(
-      (-1,) + (1,) * (x.ndim - 1))
   u = np.random.default_rng(seed).standard_normal(x.shape).astype(np.float32)
-  return x + per_image(x_adv - x) * u / per_image(u)
+  return x + _rescaled(u, _norms(x_adv - x)).astype(x.dtype)
 
 
-def manifold_distances(project_of: Callable, rows: np.ndarray, x: np.ndarray,
-                       x_off: np.ndarray, on_rows: np.ndarray, x_on: np.ndarray,
+TANGENT_STEP = 1e-2  # Code step of the tangent's central difference (codes are of unit scale).
+
+
+def tangent_direction(decode: Callable, codes: np.ndarray, x: np.ndarray, x_adv: np.ndarray,
+                      seed: int, step: float = TANGENT_STEP) -> np.ndarray:
+  """x + a direction along the manifold at x's projection, of the norm of x_adv - x, per image.
+
+  decode(codes [N, d]) -> images [N, ...]: the manifold's images of the projection's codes;
+  codes: x's best codes. The direction is the central difference
+  decode(z + step u) - decode(z - step u) for a uniformly random unit code direction u, i.e. the
+  decoder's Jacobian times u up to O(step^2): a tangent of the manifold at decode(z).
+  """
+  u = np.random.default_rng(seed).standard_normal(codes.shape)
+  u = (step * u / np.linalg.norm(u, axis=1, keepdims=True)).astype(codes.dtype)
+  t = np.asarray(decode(codes + u), np.float64) - np.asarray(decode(codes - u), np.float64)
+  return x + _rescaled(t, _norms(x_adv - x)).astype(x.dtype)
+
+
+def manifold_distances(project_of: Callable, decode_of: Callable, rows: np.ndarray,
+                       x: np.ndarray, x_off: np.ndarray, on_rows: np.ndarray, x_on: np.ndarray,
                        x_on_adv: np.ndarray, seed: int) -> tuple[dict, dict]:
   """Claim 1 on one manifold: (summary, per-image arrays) of the regular perturbations
-  x_off - x of test rows `rows`, a random direction of the same norm (upper reference) and the
-  on-manifold perturbations x_on_adv - x_on of test rows `on_rows` (lower reference); pass only
-  successful adversarial examples of correctly classified inputs.
+  x_off - x of test rows `rows`, beside three references of the same measure: a direction along
+  the manifold of the same norm at the same images (`tangent_direction`: the measure's floor, 0
+  for a linear manifold and an exact projection), a random direction of the same norm (upper
+  reference) and the on-manifold perturbations x_on_adv - x_on of test rows `on_rows` (lower
+  reference); pass only successful adversarial examples of correctly classified inputs.
 
   project_of(rows)(images, init) -> (codes, projections): the manifold's projection of images
-  derived from those test rows. The shares are ratios of sums, sum(leaving_sq) /
-  sum(perturbation_sq): 1 when the perturbations are normal to the manifold, 0 along it. Arrays
-  follow dmr.outcomes's claim-1 schema without the kind prefix. fit_too_coarse: the test images'
-  mean distance exceeds the perturbations' mean norm (the manifold fits the data too coarsely
-  for the share to mean much).
+  derived from those test rows; decode_of(rows)(codes) -> images: the manifold's images of its
+  codes. The shares are ratios of sums, sum(leaving_sq) / sum(perturbation_sq): 1 when the
+  perturbations are normal to the manifold, 0 along it. Arrays follow dmr.outcomes's claim-1
+  schema without the kind prefix.
   """
-  off = leaving_parts(project_of(rows), x, x_off)
-  random = leaving_parts(project_of(rows), x, random_direction(x, x_off, seed))
+  project = project_of(rows)
+  start = project(x, None) if len(x) else None  # (x's best codes, its projections)
+  parts = lambda x_adv: leaving_parts(project, x, x_adv, start)
+  off = parts(x_off)
+  x_tangent = tangent_direction(decode_of(rows), start[0], x, x_off, seed) if len(x) else x_off
+  tangent = parts(x_tangent)
+  random = parts(random_direction(x, x_off, seed))
   on = leaving_parts(project_of(on_rows), x_on, x_on_adv)
-  norm = np.sqrt(off.perturbation_sq)
   summary = {
       "images": int(len(x)), "on_images": int(len(x_on)),
       "test_distance": _mean(off.distance), "off_adversarial_distance":
       _mean(off.adversarial_distance), "on_adversarial_distance": _mean(on.adversarial_distance),
-      "perturbation_norm": _mean(norm),
+      "perturbation_norm": _mean(np.sqrt(off.perturbation_sq)),
       "off_manifold_fraction": _share(off.leaving_sq, off.perturbation_sq),
+      "tangent_off_manifold_fraction": _share(tangent.leaving_sq, tangent.perturbation_sq),
       "random_off_manifold_fraction": _share(random.leaving_sq, random.perturbation_sq),
-      "on_off_manifold_fraction": _share(on.leaving_sq, on.perturbation_sq),
-      "fit_too_coarse": bool(_mean(off.distance) > _mean(norm))}
+      "on_off_manifold_fraction": _share(on.leaving_sq, on.perturbation_sq)}
   f32 = lambda a: np.asarray(a, np.float32)
   arrays = {
       "test_distance": f32(off.distance), "off_distance": f32(off.adversarial_distance),
       "on_distance": f32(on.adversarial_distance), "leaving_sq": f32(off.leaving_sq),
-      "perturbation_sq": f32(off.perturbation_sq), "random_leaving_sq": f32(random.leaving_sq),
+      "perturbation_sq": f32(off.perturbation_sq), "tangent_leaving_sq": f32(tangent.leaving_sq),
+      "tangent_perturbation_sq": f32(tangent.perturbation_sq),
+      "random_leaving_sq": f32(random.leaving_sq),
       "random_perturbation_sq": f32(random.perturbation_sq), "on_leaving_sq": f32(on.leaving_sq),
       "on_perturbation_sq": f32(on.perturbation_sq)}
   return summary, arrays

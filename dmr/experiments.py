@@ -241,8 +241,9 @@ def reference_model(workdir: str) -> dict:
 def distances_stage(config: ml_collections.ConfigDict, workdir: str, mesh) -> None:
   """Claim 1 on the reference model: for each manifold of the run, the share of its successful
   regular perturbations (of correctly classified test images) leaving the manifold, beside a
-  random direction of the same norm and the on-manifold perturbations (dmr.distances); and the
-  local-subspace residuals and angle. Per-image arrays go to workdir/distances/outcomes.npz."""
+  direction along the manifold and a random direction of the same norm at the same images and
+  the on-manifold perturbations (dmr.distances); and the local-subspace residuals and angle.
+  Per-image arrays go to workdir/distances/outcomes.npz."""
   if "local" in results.load(workdir)["manifold"]:
     logging.info("skip distances: finished")
     return
@@ -265,8 +266,9 @@ def distances_stage(config: ml_collections.ConfigDict, workdir: str, mesh) -> No
     on_fooled = outcome.correct & outcome.success.any(axis=1)
     project_of = lambda r: lambda images, init: manifold.project(images, r, noise, a.batch_size,
                                                                  mesh, init)
+    decode_of = lambda r: lambda codes: manifold.decode(codes, r, a.batch_size, mesh)
     fields[kind], per_image = distances.manifold_distances(
-        project_of, rows, x, x_off, on.rows[on_fooled], on.x_on[on_fooled], on.x_adv[on_fooled],
+        project_of, decode_of, rows, x, x_off, on.rows[on_fooled], on.x_on[on_fooled], on.x_adv[on_fooled],
         seed=dmr_config.seed(config, "attacks"))
     arrays.update({f"{kind}_{name}": v for name, v in per_image.items()})
   fields["local"] = distances.local_distances(

@@ -16,6 +16,8 @@ holds `outcomes.npz` with float32 [N] arrays per manifold kind:
   <kind>_test_distance, <kind>_off_distance, <kind>_on_distance    distances to the manifold
   <kind>_leaving_sq       squared norm of the part of each regular perturbation leaving the manifold
   <kind>_perturbation_sq  squared norm of each regular perturbation
+  <kind>_tangent_leaving_sq, <kind>_tangent_perturbation_sq the same for a direction along the
+                          manifold at the same images (the measure's floor)
   <kind>_random_leaving_sq, <kind>_random_perturbation_sq   the same for a random direction
   <kind>_on_leaving_sq, <kind>_on_perturbation_sq           the same for on-manifold perturbations
 

@@ -277,8 +277,8 @@ def _share_text(m: Measure) -> str:
   text = _rate_text(m)
   if not 0.0 <= m.value <= 1.0:
     text += (" (outside 0-100%: the distances to the manifold are not precise enough against "
-             "the perturbation's length, so the residual change r(x_adv) - r(x) is mostly "
-             "projection error)")
+             "the perturbation's length, so the residual change r(x_adv) - r(x) includes "
+             "projection error, of the size the tangent reference measures)")
   return text
 
 
@@ -347,9 +347,29 @@ def _share(arrays: dict, prefix: str) -> Optional[Measure]:
   return Measure(interval.estimate, interval, 1)
 
 
+def _fit_text(d: dict) -> str:
+  """The test images' mean distance to the manifold against the perturbations' mean norm."""
+  if "test_distance" not in d or "perturbation_norm" not in d:
+    return ""
+  coarse = d["test_distance"] > d["perturbation_norm"]
+  return (f"; the test images' mean distance to the manifold, {d['test_distance']:.3f}, is "
+          f"{'above' if coarse else 'below'} the perturbations' mean norm "
+          f"{d['perturbation_norm']:.3f}"
+          + (" (a caveat, not judged: the tangent reference measures what this costs the share)"
+             if coarse else ""))
+
+
 def claim1(group: Group, chance: float) -> Claim:
   """The share of the regular perturbations leaving the manifold, beside the same share of
-  random directions and of on-manifold perturbations."""
+  directions along the manifold at the same images (the tangent reference: the measure's floor),
+  of random directions and of on-manifold perturbations.
+
+  Inconclusive when the tangent reference's interval reaches the threshold (the measure cannot
+  tell a perturbation along the manifold from one leaving it); else held when the share's
+  interval lies above the threshold (so above the tangent reference's too) and above the
+  on-manifold perturbations'. Records without the tangent reference fall back to the flag
+  fit_too_coarse and to shares outside 0-100% for "manifold fit too coarse".
+  """
   figure = "off_manifold_share.png"
   kind = _claim1_kind(group)
   if kind is None:
@@ -362,9 +382,11 @@ def claim1(group: Group, chance: float) -> Claim:
   if share is None:
     return Claim(1, Verdict(NOT_MEASURED, reason=f"no off-manifold share for the {kind} manifold",
                             settle='add "distances" to --config.stages'))
-  random, on = _share(group.distances, f"{kind}_random_"), _share(group.distances, f"{kind}_on_")
+  tangent, random, on = (_share(group.distances, f"{kind}_{prefix}")
+                         for prefix in ("tangent_", "random_", "on_"))
   references = [f"{label}: {_share_text(m)}" for label, m in
-                (("random directions", random), ("on-manifold perturbations", on)) if m]
+                (("tangent directions", tangent), ("random directions", random),
+                 ("on-manifold perturbations", on)) if m]
   evidence = (f"{_share_text(share)} of the regular perturbations' squared norm leaves the "
               f"{kind} manifold"
               + (f" ({'; '.join(references)})" if references else "")
@@ -372,26 +394,37 @@ def claim1(group: Group, chance: float) -> Claim:
                  f"{d['off_adversarial_distance']:.3f} for regular and "
                  f"{d['on_adversarial_distance']:.3f} for on-manifold adversarial examples"
                  if "test_distance" in d else "")
+              + (_fit_text(d) if tangent else "")
               + _angle_text(group.manifold.get("local", {}))
               + f" (held: the share's interval above {_pct(CLAIM1_MIN_LEAVING)}% and above the "
-                "on-manifold perturbations')")
+                "on-manifold perturbations'"
+              + (f", the tangent directions' below {_pct(CLAIM1_MIN_LEAVING)}%)" if tangent
+                 else ")"))
   text = (f"share {_share_text(share)} (threshold {_pct(CLAIM1_MIN_LEAVING)}%"
+          + (f", tangent directions {_rate_text(tangent)}" if tangent else "")
           + (f", on-manifold perturbations {_rate_text(on)})" if on else ")"))
   ref = group.manifold.get("model")
   near = near_chance(group.models, [(ref["variant"], ref["n"])], chance) if ref else []
   if near:
     return _near_chance_claim(1, near, chance, evidence, figure, text)
-  coarse = d.get("fit_too_coarse") or group.manifold.get("fit_too_coarse")
   settle_fit = ("a closer projection: more --config.distances.projection_steps" if kind == "true"
                 else "a closer VAE-GAN fit: more --config.vaegan.epochs (and "
                      "--config.vaegan.channels, --config.vaegan.max_train_images)")
-  if coarse:
-    detail = f" ({coarse})" if isinstance(coarse, str) else ""
-    return Claim(1, Verdict(INCONCLUSIVE, share.interval, f"manifold fit too coarse{detail}",
-                            settle_fit), evidence, figure, text)
-  if not 0.0 <= share.value <= 1.0:
-    return Claim(1, Verdict(INCONCLUSIVE, share.interval,
-                            "manifold fit too coarse: the share lies outside 0-100%", settle_fit),
+  if tangent is None:
+    coarse = d.get("fit_too_coarse") or group.manifold.get("fit_too_coarse")
+    if coarse:
+      detail = f" ({coarse})" if isinstance(coarse, str) else ""
+      return Claim(1, Verdict(INCONCLUSIVE, share.interval, f"manifold fit too coarse{detail}",
+                              settle_fit), evidence, figure, text)
+    if not 0.0 <= share.value <= 1.0:
+      return Claim(1, Verdict(INCONCLUSIVE, share.interval,
+                              "manifold fit too coarse: the share lies outside 0-100%",
+                              settle_fit), evidence, figure, text)
+  elif tangent.interval.hi >= CLAIM1_MIN_LEAVING:
+    return Claim(1, Verdict(INCONCLUSIVE, share.interval, (
+        f"manifold fit too coarse: {_rate_text(tangent)} of a direction along the manifold "
+        f"leaves it by this measure, reaching {_pct(CLAIM1_MIN_LEAVING)}%, so the measure cannot "
+        "tell a perturbation along the manifold from one leaving it"), settle_fit),
                  evidence, figure, text)
   settle = "more attacked images: a larger --config.distances.num_test"
   verdict = _judge(share, CLAIM1_MIN_LEAVING, True, "the off-manifold share", settle)
@@ -627,11 +660,12 @@ def plot_success_vs_error(models: list[Model], path: str) -> Optional[str]:
 
 
 def plot_shares(group: Group, path: str) -> Optional[str]:
-  """Claim 1: the off-manifold share of regular perturbations, random directions and on-manifold
-  perturbations, with 95% intervals and the threshold."""
+  """Claim 1: the off-manifold share of regular perturbations, tangent and random directions and
+  on-manifold perturbations, with 95% intervals and the threshold."""
   kind = _claim1_kind(group)
   shares = {label: _share(group.distances, f"{kind}_{prefix}") for label, prefix in
-            (("regular", ""), ("random", "random_"), ("on-manifold", "on_"))} if kind else {}
+            (("regular", ""), ("tangent", "tangent_"), ("random", "random_"),
+             ("on-manifold", "on_"))} if kind else {}
   shares = {k: v for k, v in shares.items() if v is not None}
   if not shares:
     return None

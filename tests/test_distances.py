@@ -56,39 +56,106 @@ def test_leaving_part_is_the_normal_component_even_far_from_the_manifold():
   assert biased < 0.0
 
 
-def test_references_bracket_the_share_and_flag_a_coarse_fit():
-  mean, basis = subspace()
-  x, x_adv = off_manifold_data(mean, basis)
+def decoder(mean, basis):
+  """decode(codes) of the subspace: images [N, 8, 8, 1]."""
+  return lambda codes: (mean + codes @ basis.T).reshape(len(codes), 8, 8, 1)
+
+
+def on_manifold_data(mean, basis):
+  shape = (N, 8, 8, 1)
   on_start = (mean + np.random.default_rng(2).standard_normal((N, K)) @ basis.T)
   on_adv = on_start + 0.5 * (np.random.default_rng(3).standard_normal((N, K)) @ basis.T)
-  shape = (N, 8, 8, 1)
-  summary, arrays = distances.manifold_distances(
-      lambda rows: projector(mean, basis), np.arange(N), x, x_adv, np.arange(N),
-      on_start.reshape(shape), on_adv.reshape(shape), seed=0)
+  return on_start.reshape(shape), on_adv.reshape(shape)
+
+
+def measure(project, decode, x, x_adv, on_start, on_adv):
+  return distances.manifold_distances(lambda rows: project, lambda rows: decode, np.arange(N), x,
+                                      x_adv, np.arange(N), on_start, on_adv, seed=0)
+
+
+def test_references_bracket_the_share_on_a_linear_manifold():
+  mean, basis = subspace()
+  x, x_adv = off_manifold_data(mean, basis)
+  summary, arrays = measure(projector(mean, basis), decoder(mean, basis), x, x_adv,
+                            *on_manifold_data(mean, basis))
   assert summary["off_manifold_fraction"] == pytest.approx(0.36, rel=1e-5)
+  # A direction along a linear manifold never leaves it, even 3 away from it.
+  assert summary["tangent_off_manifold_fraction"] == pytest.approx(0.0, abs=1e-9)
   # A random direction leaves a K-dim subspace of R^D with (D - K) / D of its squared norm.
   assert summary["random_off_manifold_fraction"] == pytest.approx((D - K) / D, abs=0.05)
   assert summary["on_off_manifold_fraction"] == pytest.approx(0.0, abs=1e-6)
   assert summary["test_distance"] == pytest.approx(3.0) and summary["perturbation_norm"] == (
       pytest.approx(1.0))
-  assert summary["fit_too_coarse"] is True
   assert set(arrays) == {"test_distance", "off_distance", "on_distance", "leaving_sq",
-                         "perturbation_sq", "random_leaving_sq", "random_perturbation_sq",
-                         "on_leaving_sq", "on_perturbation_sq"}
-  np.testing.assert_allclose(arrays["random_perturbation_sq"], arrays["perturbation_sq"],
-                             rtol=1e-5)
-  close, close_adv = off_manifold_data(mean, basis, distance=0.5)
-  summary, _ = distances.manifold_distances(
-      lambda rows: projector(mean, basis), np.arange(N), close, close_adv, np.arange(N),
-      on_start.reshape(shape), on_adv.reshape(shape), seed=0)
-  assert summary["fit_too_coarse"] is False
+                         "perturbation_sq", "tangent_leaving_sq", "tangent_perturbation_sq",
+                         "random_leaving_sq", "random_perturbation_sq", "on_leaving_sq",
+                         "on_perturbation_sq"}
+  for reference in ("tangent", "random"):  # Each image's reference has its perturbation's norm.
+    np.testing.assert_allclose(arrays[f"{reference}_perturbation_sq"], arrays["perturbation_sq"],
+                               rtol=1e-5)
+
+
+def test_a_noisy_projection_raises_the_tangent_share_by_its_error():
+  """A projection whose codes err by N(0, sigma^2 I_K) on every call: the residual of x + t differs
+  from x's by the difference of two such errors, 2 K sigma^2 per image in expectation."""
+  mean, basis = subspace()
+  x, x_adv = off_manifold_data(mean, basis)
+  exact, rng, sigma = projector(mean, basis), np.random.default_rng(4), 0.1
+
+  def noisy(images, init):
+    codes, _ = exact(images, init)
+    codes = codes + sigma * rng.standard_normal(codes.shape)
+    return codes, (mean + codes @ basis.T).reshape(images.shape)
+
+  summary, _ = measure(noisy, decoder(mean, basis), x, x_adv, *on_manifold_data(mean, basis))
+  assert summary["tangent_off_manifold_fraction"] == pytest.approx(2 * K * sigma**2, rel=0.25)
+  assert summary["random_off_manifold_fraction"] == pytest.approx(
+      (D - K) / D + 2 * K * sigma**2, abs=0.06)
+
+
+def test_tangent_share_on_a_circle_is_its_analytic_floor():
+  """A circle of radius R (a curved 1-dim manifold in a plane of R^D), images at distance a - R
+  outside it: a tangent of length s at P(x) leaves, by this measure, the residual change of
+  x + t, whose projection lies on the ray through it, ((rho - R) a / rho - (a - R),
+  (rho - R) s / rho) in the (radial, tangent) frame, rho = sqrt(a^2 + s^2)."""
+  radius, s = 1.0, 0.4
+  plane = np.linalg.qr(np.random.default_rng(0).standard_normal((D, 2)))[0]  # [D, 2]
+  centre = np.full(D, 0.5)
+
+  def decode(theta):  # theta [N, 1] -> points [N, 8, 8, 1] of the circle.
+    points = radius * np.concatenate([np.cos(theta), np.sin(theta)], axis=1) @ plane.T
+    return (centre + points).reshape(len(theta), 8, 8, 1)
+
+  def project(images, init):
+    inside = (images.reshape(len(images), -1) - centre) @ plane
+    theta = np.arctan2(inside[:, 1], inside[:, 0])[:, None]
+    return theta, decode(theta)
+
+  angles = np.linspace(0, 2 * np.pi, N, endpoint=False)
+  radial = np.stack([np.cos(angles), np.sin(angles)], 1) @ plane.T  # [N, D] unit vectors
+  u = np.random.default_rng(1).standard_normal((N, D))
+  delta = (s * u / np.linalg.norm(u, axis=1, keepdims=True)).reshape(N, 8, 8, 1)
+  floors = []
+  for distance in (0.0, 0.5, 2.0):
+    a = radius + distance
+    x = (centre + a * radial).reshape(N, 8, 8, 1)
+    x_adv = x + delta
+    summary, _ = distances.manifold_distances(
+        lambda rows: project, lambda rows: decode, np.arange(N), x, x_adv, np.arange(0),
+        x[:0], x[:0], seed=0)
+    rho = np.sqrt(a**2 + s**2)
+    expected = (((rho - radius) * a / rho - distance)**2 + ((rho - radius) * s / rho)**2) / s**2
+    assert summary["tangent_off_manifold_fraction"] == pytest.approx(expected, rel=1e-3)
+    floors.append(expected)
+  # The floor is curvature alone on the manifold and grows with the distance from it.
+  assert floors[0] < 0.05 and floors[1] < floors[2] and floors[2] > 0.4, floors
 
 
 def test_no_successful_example_gives_empty_arrays_and_nan_shares():
   """A run whose reference model no attack broke still finishes its distances stage."""
   x = np.zeros((0, 8, 8, 1), np.float32)
   unused = lambda rows: lambda images, init: pytest.fail("nothing to project")
-  summary, arrays = distances.manifold_distances(unused, np.arange(0), x, x, np.arange(0), x, x,
-                                                 seed=0)
+  summary, arrays = distances.manifold_distances(unused, unused, np.arange(0), x, x,
+                                                 np.arange(0), x, x, seed=0)
   assert summary["images"] == 0 and np.isnan(summary["off_manifold_fraction"])
   assert all(a.shape == (0,) for a in arrays.values())

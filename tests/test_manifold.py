@@ -1,11 +1,13 @@
-"""The learned manifold (projection, latent box, on-manifold attack); claim 1's local subspace."""
+"""The learned manifold (projection, latent box, on-manifold attack), decoding on both manifolds;
+claim 1's local subspace."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dmr import attacks, distances
-from dmr.manifolds import learned, vaegans
+from dmr import attacks, distances, parallel
+from dmr.manifolds import known, learned, vaegans
 from dmr.models import vaegan
+from tests.test_fonts import small_fonts
 
 LATENT = 4
 
@@ -127,3 +129,27 @@ def test_on_manifold_attack_uses_each_images_class_decoder():
   predicted = np.argmax(np.asarray(logits_fn(jnp.asarray(x_adv))), axis=1)
   np.testing.assert_array_equal(success.any(axis=1), predicted != y)
   assert 3 <= success.any(axis=1).sum() <= 9, success  # Some, not all, fooled at eps 0.3.
+
+
+def test_learned_manifold_decodes_through_the_decoder_of_its_projection():
+  """decode(codes) is the class-agnostic decoder, the one the projection uses (claim 1's tangent
+  reference decodes around the projection's codes), never a class's decoder."""
+  nets = vaegan.make_vaegan((28, 28, 1), latent_dim=LATENT, channels=4)
+  decoder = lambda seed: jax.jit(nets.decoder.init)(jax.random.key(seed), jnp.zeros((1, LATENT)))
+  agnostic = vaegans.TrainedVAEGAN(nets, {"decoder": decoder(0)}, None)
+  class_0 = vaegans.TrainedVAEGAN(nets, {"decoder": decoder(1)}, None)
+  manifold = learned.LearnedManifold(None, vaegans.VAEGANs((class_0,), agnostic), None)
+  codes = np.random.default_rng(0).standard_normal((6, LATENT)).astype(np.float32)
+  images = manifold.decode(codes, np.arange(6), 4, parallel.data_mesh())
+  decode = jax.jit(lambda f, z: f(z))
+  np.testing.assert_allclose(images, decode(agnostic.decode_fn, codes), atol=1e-6)
+  assert np.abs(images - decode(class_0.decode_fn, codes)).max() > 1e-3
+
+
+def test_known_manifold_decodes_theta_into_renderings_of_each_rows_prototype():
+  ds = small_fonts(num_train=20, num_test=12)
+  manifold, mesh, rows = known.KnownManifold(ds), parallel.data_mesh(), np.arange(12)
+  theta = ds.x_test.theta[rows]
+  np.testing.assert_allclose(manifold.decode(theta, rows, 8, mesh), ds.x_test[rows], atol=3e-5)
+  others = manifold.decode(theta, rows[::-1], 8, mesh)  # other rows' prototypes
+  assert np.abs(others - ds.x_test[rows]).max() > 0.5

@@ -44,20 +44,24 @@ def add_model(workdir, variant, n, seed, wrong, *, off=None, on=None, kind="lear
   results.update_record(workdir, variant, n, seed, **fields)
 
 
-def add_distances(workdir, share, on_share, *, kind="learned", images=400, noise=0.05,
-                  seed=0, model=("normal", 2000, 0), **manifold_fields):
+def add_distances(workdir, share, on_share, *, tangent=0.05, kind="learned", images=400,
+                  noise=0.05, seed=0, model=("normal", 2000, 0), **manifold_fields):
   """Claim-1 measurements: per-image perturbations of squared norm ~1 of which a share `share`
-  (on-manifold perturbations: `on_share`; random directions: 0.97) leaves the manifold."""
+  (on-manifold perturbations: `on_share`; tangent directions: `tangent`, None for records that
+  predate them; random directions: 0.97) leaves the manifold."""
   rng = np.random.default_rng(seed)
   arrays = {}
-  for prefix, s in (("", share), ("random_", 0.97), ("on_", on_share)):
+  references = (("tangent_", tangent), ("random_", 0.97), ("on_", on_share))
+  for prefix, s in (("", share),) + tuple(r for r in references if r[1] is not None):
     total = rng.uniform(0.5, 1.5, images)
     arrays[f"{kind}_{prefix}perturbation_sq"] = total
     arrays[f"{kind}_{prefix}leaving_sq"] = total * (s + noise * rng.standard_normal(images))
   outcomes.save(os.path.join(workdir, "distances"), **arrays)
   results.update_manifold(workdir, model=results.model_key(*model), **{kind: {
       "test_distance": 0.1, "off_adversarial_distance": 0.3, "on_adversarial_distance": 0.12,
-      "off_manifold_fraction": share, **manifold_fields}})
+      "perturbation_norm": 1.0, "off_manifold_fraction": share,
+      **({} if tangent is None else {"tangent_off_manifold_fraction": tangent}),
+      **manifold_fields}})
 
 
 def claims(workdir, dataset="fashion_mnist"):
@@ -86,18 +90,60 @@ def test_claim1_verdict_follows_the_share_and_its_references(tmp_path, share, on
   assert c["interval"]["estimate"] == pytest.approx(ratio)
 
 
-def test_claim1_inconclusive_when_the_fit_is_too_coarse(tmp_path):
+def test_claim1_held_beyond_100_percent_when_the_tangent_reference_is_low(tmp_path):
+  """The Fashion-MNIST case: test images far from a coarse VAE-GAN, a share above 100% (projection
+  error), but a direction along the manifold leaves it by 5% only: the measure separates."""
   add_model(tmp_path, "normal", 2000, 0, 0.15)
-  add_distances(tmp_path, 0.85, 0.2, fit_too_coarse="d(x) 0.41 against ||delta|| 0.3")
+  add_distances(tmp_path, 1.06, 0.16, tangent=0.05, test_distance=3.747, perturbation_norm=1.26)
+  c = claims(tmp_path)[1]
+  assert (c["verdict"], c["reason"]) == (stats.HELD, ""), c
+  assert c["interval"]["lo"] > 1.0
+  assert "(tangent directions: 5." in c["evidence"]
+  assert ("the test images' mean distance to the manifold, 3.747, is above the perturbations' "
+          "mean norm 1.260 (a caveat, not judged" in c["evidence"])
+  assert c["interval_text"].startswith("share 106.") and ", tangent directions 5." in (
+      c["interval_text"])
+  text = open(report.write_report(str(tmp_path), "fashion_mnist")).read()
+  assert "| learned: tangent_off_manifold_fraction | 0.05 |" in text
+
+
+@pytest.mark.parametrize("tangent", [0.62, 0.45])  # the interval above, and reaching, 50%
+def test_claim1_inconclusive_when_the_tangent_reference_reaches_the_threshold(tmp_path, tangent):
+  add_model(tmp_path, "normal", 2000, 0, 0.15)
+  add_distances(tmp_path, 0.95, 0.2, tangent=tangent, noise=0.5, images=100)
+  c = claims(tmp_path)[1]
+  d = outcomes.load(os.path.join(tmp_path, "distances"))
+  t = stats.ratio_interval(d["learned_tangent_leaving_sq"], d["learned_tangent_perturbation_sq"])
+  assert t.hi >= 0.5 and (t.lo > 0.5) == (tangent > 0.5)
+  assert c["verdict"] == stats.INCONCLUSIVE
+  assert c["reason"] == (
+      f"manifold fit too coarse: {100 * t.estimate:.1f}% [{100 * t.lo:.1f}, {100 * t.hi:.1f}] "
+      "of a direction along the manifold leaves it by this measure, reaching 50.0%, so the "
+      "measure cannot tell a perturbation along the manifold from one leaving it")
+  assert "--config.vaegan.epochs" in c["settle"]
+
+
+def test_claim1_not_held_below_the_threshold_with_a_low_tangent_reference(tmp_path):
+  add_model(tmp_path, "normal", 2000, 0, 0.15)
+  add_distances(tmp_path, 0.3, 0.1, tangent=0.05, fit_too_coarse=True)  # the flag: not judged
+  assert claims(tmp_path)[1]["verdict"] == stats.NOT_HELD
+
+
+def test_claim1_old_records_inconclusive_when_the_fit_is_too_coarse(tmp_path):
+  """Records without the tangent reference keep the former rule."""
+  add_model(tmp_path, "normal", 2000, 0, 0.15)
+  add_distances(tmp_path, 0.85, 0.2, tangent=None,
+                fit_too_coarse="d(x) 0.41 against ||delta|| 0.3")
   c = claims(tmp_path)[1]
   assert (c["verdict"], c["reason"]) == (
       stats.INCONCLUSIVE, "manifold fit too coarse (d(x) 0.41 against ||delta|| 0.3)")
   assert "--config.vaegan.epochs" in c["settle"]
+  assert "tangent" not in c["evidence"] + c["interval_text"]
 
 
-def test_claim1_share_outside_its_range_is_explained_not_judged(tmp_path):
+def test_claim1_share_outside_its_range_is_explained_not_judged_in_old_records(tmp_path):
   add_model(tmp_path, "normal", 2000, 0, 0.15)
-  add_distances(tmp_path, -4.59, 0.2, kind="true")
+  add_distances(tmp_path, -4.59, 0.2, kind="true", tangent=None)
   c = claims(tmp_path, "fonts")[1]
   assert c["verdict"] == stats.INCONCLUSIVE
   assert c["reason"] == "manifold fit too coarse: the share lies outside 0-100%"

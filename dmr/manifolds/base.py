@@ -6,6 +6,8 @@ A `Manifold` answers what the stages ask of "the data manifold" of a dataset:
 - `project(images, rows, key, batch_size, mesh, init=None) -> (codes [N, d], projections)`: the
   approximate projection of images onto the manifold, images[i] derived from test row rows[i];
   `init` warm-starts it at given codes (e.g. the clean image's best code);
+- `decode(codes, rows, batch_size, mesh) -> images`: the manifold's images of codes [N, d] of
+  `project` (codes[i] for test row rows[i]), so decode(project(...)[0]) gives the projections;
 - `distance(images, rows, key, batch_size, mesh) -> [N]`: L2 distance of images to the manifold
   (their approximate projection);
 - `second_half(spec, n) -> (second_half, aux)`: on-manifold adversarial training on the first n
@@ -46,6 +48,8 @@ class Manifold(Protocol):
 
   def project(self, images: np.ndarray, rows: np.ndarray, key: jax.Array, batch_size: int,
               mesh, init: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]: ...
+
+  def decode(self, codes: np.ndarray, rows: np.ndarray, batch_size: int, mesh) -> np.ndarray: ...
 
   def distance(self, images: np.ndarray, rows: np.ndarray, key: jax.Array, batch_size: int,
                mesh) -> np.ndarray: ...

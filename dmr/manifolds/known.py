@@ -73,8 +73,7 @@ class KnownManifold:
     theta_adv, x_adv, success = attack_codes(geometry.transform, logits_fn, theta,
                                              self.ds.y_test[rows], (prototypes,),
                                              x.theta_range.box, spec, key, batch_size, mesh)
-    x_on = parallel.map_in_batches(jax.tree_util.Partial(geometry.transform), (prototypes, theta),
-                                   batch_size, mesh)
+    x_on = self.decode(theta, rows, batch_size, mesh)
     lo, hi = x.theta_range.box
     return OnManifold(np.asarray(rows), x_on, x_adv, success,
                       np.clip(theta, np.asarray(lo), np.asarray(hi)), theta_adv)
@@ -93,6 +92,12 @@ class KnownManifold:
                                                              init=tb)[:2]
     return parallel.map_in_batches(project, (images, prototypes, np.asarray(init)), batch_size,
                                    mesh, key)
+
+  def decode(self, codes: np.ndarray, rows: np.ndarray, batch_size: int, mesh) -> np.ndarray:
+    """Renderings [N, ...] of test row rows[i]'s prototype under theta codes[i] [N, 6]."""
+    return parallel.map_in_batches(jax.tree_util.Partial(geometry.transform),
+                                   (self.ds.x_test.prototypes_at(rows), np.asarray(codes)),
+                                   batch_size, mesh)
 
   def distance(self, images: np.ndarray, rows: np.ndarray, key: jax.Array, batch_size: int,
                mesh) -> np.ndarray:

@@ -124,7 +124,7 @@ class LearnedManifold:
                                          mesh)
     return mu
 
-  def decode(self, mu: np.ndarray, y: np.ndarray, batch_size: int, mesh) -> np.ndarray:
+  def class_decode(self, mu: np.ndarray, y: np.ndarray, batch_size: int, mesh) -> np.ndarray:
     """Images [N, ...] of codes mu [N, d] under the decoder of each row's class y."""
     images = None
     for k in np.unique(y):
@@ -146,7 +146,7 @@ class LearnedManifold:
       x_on = parallel.map_in_batches(vae.decode_fn, (mu,), batch_size, mesh)
     else:
       mu = self.codes(x, y, batch_size, mesh)
-      x_on = self.decode(mu, y, batch_size, mesh)
+      x_on = self.class_decode(mu, y, batch_size, mesh)
     keep = np.flatnonzero(np.asarray(within_prior(mu)))
     if self.class_agnostic:
       box = self.vaes.agnostic.box
@@ -175,6 +175,13 @@ class LearnedManifold:
         restarts=self.projection_restarts)[:2]
     return parallel.map_in_batches(project, (images, z0), batch_size, mesh, key,
                                    desc="projections onto the learned manifold")
+
+  def decode(self, codes: np.ndarray, rows: np.ndarray, batch_size: int, mesh) -> np.ndarray:
+    """Images [N, ...] of codes [N, d] under the class-agnostic decoder (the one `project` uses;
+    rows unused)."""
+    del rows
+    return parallel.map_in_batches(self.vaes.agnostic.decode_fn, (np.asarray(codes),),
+                                   batch_size, mesh)
 
   def distance(self, images: np.ndarray, rows: np.ndarray, key: jax.Array, batch_size: int,
                mesh) -> np.ndarray:

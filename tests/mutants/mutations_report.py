@@ -25,11 +25,23 @@ MUTATIONS = [
              "above, below = share.interval.lo > on.interval.hi, share.interval.hi < on.interval.lo",
              "above, below = share.interval.hi > on.interval.lo, share.interval.lo < on.interval.hi",
              TESTS),
-    Mutation("report_claim1_coarse_ignored", "claim 1 judged on a manifold fit flagged too coarse",
-             REPORT, "  if coarse:\n", "  if False:\n", TESTS),
-    Mutation("report_claim1_range_unchecked", "a claim-1 share outside 0-100% is judged",
-             REPORT, "  if not 0.0 <= share.value <= 1.0:\n    return",
-             "  if False:\n    return", TESTS),
+    Mutation("report_claim1_coarse_ignored", "claim 1 of a record without the tangent reference "
+             "judged on a manifold fit flagged too coarse", REPORT, "    if coarse:\n",
+             "    if False:\n", TESTS),
+    Mutation("report_claim1_range_unchecked", "a claim-1 share outside 0-100% of a record "
+             "without the tangent reference is judged", REPORT,
+             "    if not 0.0 <= share.value <= 1.0:\n      return", "    if False:\n      return",
+             TESTS),
+    Mutation("report_claim1_tangent_ignored", "claim 1 judged although a direction along the "
+             "manifold leaves it by 50% or more", REPORT,
+             "  elif tangent.interval.hi >= CLAIM1_MIN_LEAVING:", "  elif False:", TESTS),
+    Mutation("report_claim1_tangent_estimate", "the tangent reference's estimate, not its "
+             "interval, decides whether it reaches the threshold", REPORT,
+             "  elif tangent.interval.hi >= CLAIM1_MIN_LEAVING:",
+             "  elif tangent.value >= CLAIM1_MIN_LEAVING:", TESTS),
+    Mutation("report_claim1_old_rule_kept", "records with the tangent reference still judged by "
+             "fit_too_coarse and the 0-100% range", REPORT, "  if tangent is None:\n    coarse",
+             "  if True:\n    coarse", TESTS),
     Mutation("report_claim2_side", "claim 2 held when success lies below 5%", REPORT,
              'verdict = _judge(success, CLAIM2_MIN_SUCCESS, True,',
              'verdict = _judge(success, CLAIM2_MIN_SUCCESS, False,', TESTS),
