@@ -60,3 +60,36 @@ def final_state(workdir: str, variant: str, n: int, seed: int, config):
   state = ckpt.restore(like)
   ckpt.close()
   return jax.tree.map(lambda a: jax.device_get(a), state)
+
+
+# What makes a preset's shape (which models and measurements exist), and fields that change no
+# result; every other field is a size.
+SHAPE_FIELDS = ("models_per_size", "training_sizes", "variants", "manifolds")
+KEPT_FIELDS = SHAPE_FIELDS + ("preset", "train.checkpoint_every_steps", "train.log_every_steps",
+                              "vaegan.checkpoint_every_steps", "vaegan.log_every_steps")
+
+
+def smoke_sized(name: str, preset: str) -> list[str]:
+  """Command-line overrides giving configs/<name>.py:<preset> the sizes of its smoke preset
+  (epochs, images, steps, widths) and keeping its shape (SHAPE_FIELDS) and its checkpoint and
+  log intervals: training sizes become
+  100, 200, ..., one per size of the preset."""
+  shaped, smoke = get_config(name, preset), get_config(name, "smoke")
+  overrides = [f"--config.training_sizes={tuple(100 * (i + 1) for i in range(len(shaped.training_sizes)))}"]
+  flat = lambda c: {k: v for k, v in _flat(c.to_dict()).items() if k not in KEPT_FIELDS}
+  sizes = flat(smoke)
+  for field, value in flat(shaped).items():
+    if field in sizes and sizes[field] != value:
+      value = sizes[field]
+      overrides.append(f"--config.{field}={value if isinstance(value, str) else repr(value)}")
+  return overrides
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+  flat = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      flat.update(_flat(value, f"{prefix}{key}."))
+    else:
+      flat[f"{prefix}{key}"] = value
+  return flat

@@ -7,7 +7,7 @@ import pytest
 
 from dmr import outcomes
 from dmr.data import fashion_mnist
-from tests.helpers import main_command, run_main
+from tests.helpers import main_command, run_main, smoke_sized
 
 SUCCESS_FIELDS = ("off_manifold_success", "off_manifold_success_any", "on_manifold_success",
                   "on_manifold_success_any")
@@ -87,4 +87,29 @@ def test_fashion_smoke_runs_every_stage(tmp_path):
   run_main(workdir)
   report = check_run(workdir, {"normal", "off_adv", "on_adv_learned"}, "learned",
                      ("learned", "learned_agnostic"))
+  assert "1. Regular adversarial examples leave the manifold: **" in report
+
+
+@pytest.mark.skipif(not fashion_mnist.has_local_files(), reason="needs dataset-fashion-mnist")
+def test_claims_preset_shape_judges_claims_1_to_3(tmp_path):
+  """configs/fashion.py:claims at smoke sizes: its shape (seeds, sizes, variants) reaches a
+  judgement on claims 1-3 (none of them not measured, claim 3 not short of seeds), through
+  on_adv_learned training, the learned on-manifold attacks and the distances with their
+  references."""
+  workdir = str(tmp_path)
+  run_main(workdir, *smoke_sized("fashion", "claims"), config="configs/fashion.py:claims")
+  report = check_run(workdir, {"normal", "on_adv_learned"}, "learned",
+                     ("learned", "learned_agnostic"))
+  with open(os.path.join(workdir, "results.json")) as f:
+    records = json.load(f)["records"]
+  assert sorted((r["variant"], r["n"], r["seed"]) for r in records) == sorted(
+      (v, n, s) for v in ("normal", "on_adv_learned") for n in (100, 200) for s in (0, 1, 2))
+  per_image = outcomes.load(os.path.join(workdir, "distances"))
+  assert {"learned_tangent_leaving_sq", "learned_random_leaving_sq"} <= set(per_image)
+  with open(os.path.join(workdir, "report", "claims.json")) as f:
+    verdicts = {c["claim"]: c for c in json.load(f)["groups"][0]["claims"]}
+  for claim in (1, 2, 3):
+    assert verdicts[claim]["verdict"] != "not measured", verdicts[claim]
+  assert "too few seeds" not in (verdicts[3]["reason"] or ""), verdicts[3]
+  assert verdicts[4]["verdict"] == "not measured"
   assert "1. Regular adversarial examples leave the manifold: **" in report
