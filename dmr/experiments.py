@@ -316,7 +316,8 @@ def report_stage(config: ml_collections.ConfigDict, workdir: str, mesh) -> None:
   """Writes workdir/report/report.md and its figures from results.json."""
   del mesh
   examples = None
-  if any("on_manifold_success" in r for r in results.load(workdir)["records"]):
+  if any("on_manifold_success" in r and "family" not in r
+         for r in results.load(workdir)["records"]):  # The examples of claim 1's model.
     path = examples_path(workdir, **reference_model(workdir))
     if os.path.exists(path):
       with np.load(path) as f:
