@@ -178,3 +178,10 @@ def test_fonts_smoke_trains_attacks_and_reports_the_claim4_family(tmp_path):
   assert claim["evidence"].startswith("on claim 4's own models (mlp, 1 epoch), at N=200")
   assert ("counting the paper's attack or the cross-check apgd-ce, apgd-t, whichever breaks the "
           "input (the paper's attack alone: ") in claim["evidence"]
+
+
+def test_claim1_reference_model_is_never_a_family_model(tmp_path):
+  from dmr import experiments
+  results.update_record(tmp_path, "normal", 200, 0, test_error=0.5)
+  results.update_record(tmp_path, "normal", 1000, 0, "claim4", test_error=0.1)
+  assert experiments.reference_model(str(tmp_path)) == {"variant": "normal", "n": 200, "seed": 0}
