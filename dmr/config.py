@@ -155,6 +155,10 @@ def base(dataset: str, preset: str) -> ml_collections.ConfigDict:
   c.attack.restarts = 5
   c.attack.num_test = 1000
   c.attack.batch_size = 500
+  # A stronger attack run beside the paper's on the same images at the same eps: None, or a tuple
+  # of dmr.attacks.evaluate attacks (CROSS_CHECK_ATTACKS). An input counts as broken when either
+  # breaks it; the report's off-manifold rates then count the union.
+  c.attack.cross_check = placeholder(tuple)
 
   # On-manifold evaluation attack: L-inf eps in the latent space of the true class's VAE-GAN
   # (eps_agnostic for the class-agnostic one) or in theta space on FONTS.
@@ -168,6 +172,14 @@ def base(dataset: str, preset: str) -> ml_collections.ConfigDict:
   c.on_manifold_attack.restarts = 5
   c.on_manifold_attack.num_test = 2500
   c.on_manifold_attack.batch_size = 500
+
+  # Claim 4's own models (docs/protocol.md#claims): normal and off_adv at one N, models_per_size
+  # seeds each, under their own architecture and epochs, reported apart from the sweep's models.
+  # architecture None: claim 4 uses the sweep's models.
+  c.claim4 = ml_collections.ConfigDict()
+  c.claim4.architecture = placeholder(str)
+  c.claim4.epochs = placeholder(int)  # None: train.epochs.
+  c.claim4.training_size = placeholder(int)  # None: the largest of training_sizes.
 
   # Claim 1: distances of test images and adversarial examples to the manifold.
   c.distances = ml_collections.ConfigDict()
@@ -207,6 +219,10 @@ def base(dataset: str, preset: str) -> ml_collections.ConfigDict:
   c.parallel.num_processes = placeholder(int)
   c.parallel.process_id = placeholder(int)
   return c
+
+
+# The attacks of dmr.attacks.evaluate that attack.cross_check may name (square: linf only).
+CROSS_CHECK_ATTACKS = ("apgd-ce", "apgd-dlr", "apgd-t", "square")
 
 
 ATTACK_FIELDS = ("norm", "steps", "step_size", "optimizer", "init", "restarts", "early_stop")
@@ -350,6 +366,30 @@ def validate(c: ml_collections.ConfigDict, train_size: int | None = None) -> Non
   from dmr.models.classifiers import ARCHITECTURES
   if c.classifier.architecture not in ARCHITECTURES:
     _fail("classifier.architecture", c.classifier.architecture, str(sorted(ARCHITECTURES)))
+  _validate_claim4(c.claim4, train_size)
+  _validate_cross_check(c.attack)
+
+
+def _validate_claim4(c4: ml_collections.ConfigDict, train_size: int | None) -> None:
+  from dmr.models.classifiers import ARCHITECTURES
+  if c4.architecture is not None and c4.architecture not in ARCHITECTURES:
+    _fail("claim4.architecture", c4.architecture,
+          f"None (claim 4 uses the sweep's models) or one of {sorted(ARCHITECTURES)}")
+  for field, meaning in (("epochs", "train.epochs"), ("training_size", "the largest training size")):
+    value = c4[field]
+    if value is not None and (not isinstance(value, int) or value <= 0):
+      _fail(f"claim4.{field}", value, f"None ({meaning}) or a positive integer")
+  if train_size and (c4.training_size or 0) > train_size:
+    _fail("claim4.training_size", c4.training_size,
+          f"sizes up to {train_size}, the size of the training set")
+
+
+def _validate_cross_check(a: ml_collections.ConfigDict) -> None:
+  allowed = tuple(n for n in CROSS_CHECK_ATTACKS if n != "square" or a.norm == "linf")
+  names = a.cross_check
+  if names is not None and (not names or any(n not in allowed for n in names)):
+    _fail("attack.cross_check", names, f"None or a non-empty tuple of {allowed}"
+          + (" (square: linf only)" if a.norm != "linf" else ""))
 
 
 def _validate_training_reach(a: ml_collections.ConfigDict) -> None:

@@ -27,8 +27,9 @@ def load_dataset(config: ml_collections.ConfigDict) -> Dataset:
   return data.load_configured(config.dataset, config.data)
 
 
-def examples_path(workdir: str, variant: str, n: int, seed: int) -> str:
-  return os.path.join(workdir, "examples", f"{variant}_n{n}_seed{seed}.npz")
+def examples_path(workdir: str, variant: str, n: int, seed: int, family: str | None = None) -> str:
+  prefix = f"{family}_" if family else ""
+  return os.path.join(workdir, "examples", f"{prefix}{variant}_n{n}_seed{seed}.npz")
 
 
 def training_variant(config: ml_collections.ConfigDict, ds: Dataset, variant: str, n: int,
@@ -42,33 +43,37 @@ def training_variant(config: ml_collections.ConfigDict, ds: Dataset, variant: st
 
 
 def train_one_classifier(config: ml_collections.ConfigDict, ds: Dataset, variant: str, n: int,
-                         seed: int, workdir: str, mesh,
-                         second_half: tuple | None = None) -> steps.TrainState:
-  """Trains (or resumes, or loads when finished) the classifier (variant, n, seed);
-  second_half: its (second_half, aux) when already built (default: `training_variant`)."""
+                         seed: int, workdir: str, mesh, second_half: tuple | None = None,
+                         family: str | None = None) -> steps.TrainState:
+  """Trains (or resumes, or loads when finished) the classifier (variant, n, seed) of `family`
+  (dmr.train.classifier; None: the sweep's); second_half: its (second_half, aux) when already
+  built (default: `training_variant`)."""
+  config = classifier.family_config(config, family)
   t = config.train
   key = jax.random.key(dmr_config.seed(config, "model_init", seed))
   model, tx, state = classifier.initial_state(config, ds, n, key)
   half, aux = second_half or training_variant(config, ds, variant, n, workdir, mesh)
   train_step = steps.make_train_step(model, tx, half, half=t.batch_size // 2)
   subset = ds.first_n(n)
-  model_dir = classifier.model_dir(workdir, variant, n, seed)
+  model_dir = classifier.model_dir(workdir, variant, n, seed, family)
   return loop.run_epochs(
       train_step, state, subset.x_train, subset.y_train, epochs=t.epochs,
       batch_size=t.batch_size, seed=dmr_config.seed(config, "data_order", seed),
       workdir=model_dir, mesh=mesh,
       checkpoint_every_steps=t.checkpoint_every_steps, log_every_steps=t.log_every_steps,
-      desc=f"{variant} n={n} seed={seed}", aux=aux,
+      desc=classifier.model_name(results.model_key(variant, n, seed, family)), aux=aux,
       tensorboard_dir=tensorboard.run_dir(workdir, model_dir),
       learning_rate=optim.paper_schedule(t.learning_rate, t.lr_decay,
                                          num_batches(n, t.batch_size)))
 
 
 def load_classifier(config: ml_collections.ConfigDict, ds: Dataset, variant: str, n: int,
-                    seed: int, workdir: str, mesh) -> jax.tree_util.Partial:
-  """logits_fn of the finished classifier (variant, n, seed), BatchNorm in inference mode."""
-  return classifier.load_logits_fn(config, ds, n, classifier.model_dir(workdir, variant, n, seed),
-                                   mesh)
+                    seed: int, workdir: str, mesh,
+                    family: str | None = None) -> jax.tree_util.Partial:
+  """logits_fn of the finished classifier (variant, n, seed) of `family`, built under its
+  family's architecture, BatchNorm in inference mode."""
+  return classifier.load_logits_fn(classifier.family_config(config, family), ds, n,
+                                   classifier.model_dir(workdir, variant, n, seed, family), mesh)
 
 
 def state_logits_fn(config: ml_collections.ConfigDict, ds: Dataset,
@@ -91,9 +96,9 @@ def test_error(config: ml_collections.ConfigDict, ds: Dataset, state: steps.Trai
   return float(1.0 - np.mean(test_correct(config, ds, state, mesh)))
 
 
-def outcomes_path(variant: str, n: int, seed: int) -> str:
+def outcomes_path(variant: str, n: int, seed: int, family: str | None = None) -> str:
   """The model's outcomes file relative to the workdir (its record's "outcomes")."""
-  return os.path.relpath(outcomes.path(classifier.model_dir("", variant, n, seed)))
+  return os.path.relpath(outcomes.path(classifier.model_dir("", variant, n, seed, family)))
 
 
 def training_attack_strength(config: ml_collections.ConfigDict, ds: Dataset, state, n: int,
@@ -109,32 +114,33 @@ def training_attack_strength(config: ml_collections.ConfigDict, ds: Dataset, sta
 
 
 def classifiers_stage(config: ml_collections.ConfigDict, workdir: str, mesh) -> None:
-  """Trains every (variant, n, seed) classifier and records its test error, its per-image test
-  outcomes and, for variants with a second half, its training attack's strength."""
+  """Trains every classifier of dmr.train.classifier.model_keys (the sweep's (variant, n, seed)
+  models, then claim 4's own family) and records its test error, its per-image test outcomes,
+  for variants with a second half its training attack's strength and, for a family of its own,
+  the architecture and epochs it trained with."""
   ds = load_dataset(config)
-  for variant in config.variants:
-    for n in config.training_sizes:
-      for seed in dmr_config.model_seeds(config):
-        if "test_error" in (results.find_record(workdir, variant, n, seed) or {}):
-          logging.info("skip %s n=%d seed=%d: finished", variant, n, seed)
-          continue
-        half = training_variant(config, ds, variant, n, workdir, mesh)
-        state = train_one_classifier(config, ds, variant, n, seed, workdir, mesh, half)
-        correct = test_correct(config, ds, state, mesh)
-        fields = {"test_error": float(1.0 - np.mean(correct))}
-        if half[0] is not None:
-          fields.update(training_attack_strength(config, ds, state, n, seed, half))
-        if jax.process_index() == 0:
-          directory = classifier.model_dir(workdir, variant, n, seed)
-          outcomes.save(directory, test_correct=correct)
-          if half[0] is not None:
-            loop.append_metrics(os.path.join(directory, "metrics.jsonl"),
-                                {"step": int(state.step), **fields})
-          results.update_record(workdir, variant, n, seed,
-                                outcomes=outcomes_path(variant, n, seed), **fields)
-        logging.info("%s n=%d seed=%d: test error %.4f%s", variant, n, seed,
-                     fields["test_error"], "".join(f", {k} {v:.4g}" for k, v in fields.items()
-                                                   if k != "test_error"))
+  for key in classifier.model_keys(config):
+    name, family = classifier.model_name(key), key.get("family")
+    if "test_error" in (results.find_record(workdir, **key) or {}):
+      logging.info("skip %s: finished", name)
+      continue
+    c = classifier.family_config(config, family)
+    half = training_variant(c, ds, key["variant"], key["n"], workdir, mesh)
+    state = train_one_classifier(c, ds, workdir=workdir, mesh=mesh, second_half=half, **key)
+    correct = test_correct(c, ds, state, mesh)
+    fields = {"test_error": float(1.0 - np.mean(correct))}
+    if half[0] is not None:
+      fields.update(training_attack_strength(c, ds, state, key["n"], key["seed"], half))
+    if jax.process_index() == 0:
+      directory = classifier.model_dir(workdir, **key)
+      outcomes.save(directory, test_correct=correct)
+      if half[0] is not None:
+        loop.append_metrics(os.path.join(directory, "metrics.jsonl"),
+                            {"step": int(state.step), **fields})
+      results.update_record(workdir, **key, outcomes=outcomes_path(**key),
+                            **classifier.family_fields(config, family), **fields)
+    logging.info("%s: test error %.4f%s", name, fields["test_error"],
+                 "".join(f", {k} {v:.4g}" for k, v in fields.items() if k != "test_error"))
 
 
 def manifolds_stage(config: ml_collections.ConfigDict, workdir: str, mesh) -> None:
@@ -175,21 +181,44 @@ def on_manifold_arrays(kind: str, rows: np.ndarray, on, outcome: robustness.Outc
           f"on_{kind}_success": success}
 
 
+def cross_check_fields(config: ml_collections.ConfigDict, logits_fn, x: np.ndarray,
+                       y: np.ndarray, off: robustness.Outcome, key: jax.Array) -> tuple[dict, dict]:
+  """(record fields, outcome arrays) of config.attack.cross_check on the images x [A, ...] of
+  the regular attack's outcome `off`: the cross-check's success over the correct inputs and the
+  combined rates, an input broken when either attack breaks it (robustness.union)."""
+  a = config.attack
+  cross = robustness.cross_check(logits_fn, x, y, a.cross_check, a.eps, a.norm, key,
+                                 a.batch_size)
+  combined = robustness.union(off.success, cross)
+  rates = robustness.rates(combined, off.correct)
+  fields = {"off_manifold_cross_check": list(a.cross_check),
+            "off_manifold_cross_check_success": robustness.rates(cross[:, None],
+                                                                 off.correct).success_any,
+            "off_manifold_combined_success": rates.success,
+            "off_manifold_combined_success_any": rates.success_any}
+  return fields, {"off_cross_success": cross, "off_combined_success": combined.T}
+
+
 def attack_one_classifier(config: ml_collections.ConfigDict, ds: Dataset, record: dict,
                           kinds: dict, workdir: str, mesh) -> dict:
-  """Off- and on-manifold (every manifold of `kinds`) outcomes of one trained classifier: saves
-  its per-image arrays (dmr.outcomes) and returns the fields of its record. The first kind's
-  fields are also recorded as on_manifold_*."""
-  key = results.model_key(record["variant"], record["n"], record["seed"])
+  """Off- and on-manifold (every manifold of `kinds`) outcomes of one trained classifier, with
+  the cross-check when config.attack.cross_check is set: saves its per-image arrays
+  (dmr.outcomes) and returns the fields of its record. The first kind's fields are also
+  recorded as on_manifold_*."""
+  key = results.record_key(record)
   logits_fn = load_classifier(config, ds, workdir=workdir, mesh=mesh, **key)
   noise = jax.random.key(dmr_config.seed(config, "attacks"))  # The same for every model.
   a, o = config.attack, config.on_manifold_attack
   rows = test_rows(ds, a.num_test)
-  off, x_off = robustness.off_manifold_outcome(logits_fn, np.asarray(ds.x_test[rows]),
-                                               ds.y_test[rows], dmr_config.attack_spec(a), noise,
+  x, y = np.asarray(ds.x_test[rows]), ds.y_test[rows]
+  off, x_off = robustness.off_manifold_outcome(logits_fn, x, y, dmr_config.attack_spec(a), noise,
                                                a.batch_size, mesh)
   fields = counts("off_manifold", off)
   arrays = {"off_correct": off.correct, "off_success": off.success.T}
+  if a.cross_check:
+    cross_fields, cross_arrays = cross_check_fields(config, logits_fn, x, y, off, noise)
+    fields.update(cross_fields)
+    arrays.update(cross_arrays)
   on_rows = test_rows(ds, o.num_test)
   for i, (kind, manifold) in enumerate(kinds.items()):
     outcome, on = robustness.on_manifold_outcome(logits_fn, manifold, ds.y_test, on_rows,
@@ -223,14 +252,17 @@ def attacks_stage(config: ml_collections.ConfigDict, workdir: str, mesh) -> None
     if "test_error" not in record or "off_manifold_verified" in record:
       continue
     fields = attack_one_classifier(config, ds, record, kinds, workdir, mesh)
+    key = results.record_key(record)
     if jax.process_index() == 0:
-      results.update_record(workdir, record["variant"], record["n"], record["seed"], **fields)
-    logging.info("%s n=%d seed=%d: %s", record["variant"], record["n"], record["seed"], fields)
+      results.update_record(workdir, **key, **fields)
+    logging.info("%s: %s", classifier.model_name(key), fields)
 
 
 def reference_model(workdir: str) -> dict:
-  """The model whose adversarial examples claim 1 measures: normal, largest N, first seed."""
-  records = [r for r in results.load(workdir)["records"] if "test_error" in r]
+  """The model whose adversarial examples claim 1 measures: normal, largest N, first seed, of
+  the sweep (never a family of its own)."""
+  records = [r for r in results.load(workdir)["records"] if "test_error" in r
+             and "family" not in r]
   if not records:
     raise FileNotFoundError(f"no trained classifier in {workdir}: run the classifiers stage.")
   normal = [r for r in records if r["variant"] == "normal"] or records
@@ -284,7 +316,8 @@ def report_stage(config: ml_collections.ConfigDict, workdir: str, mesh) -> None:
   """Writes workdir/report/report.md and its figures from results.json."""
   del mesh
   examples = None
-  if any("on_manifold_success" in r for r in results.load(workdir)["records"]):
+  if any("on_manifold_success" in r and "family" not in r
+         for r in results.load(workdir)["records"]):  # The examples of claim 1's model.
     path = examples_path(workdir, **reference_model(workdir))
     if os.path.exists(path):
       with np.load(path) as f:

@@ -24,8 +24,12 @@ NOT_RESULT_FIELDS = (
     "data.dir",
     "parallel", "train.eval_batch_size", "train.checkpoint_every_steps", "train.log_every_steps",
     "vaegan.eval_batch_size", "vaegan.checkpoint_every_steps", "vaegan.log_every_steps",
-    "attack.batch_size", "on_manifold_attack.batch_size",
+    "attack.batch_size", "on_manifold_attack.batch_size", "claim4.training_size",
 )
+# Fields that change nothing while their switch is None (claim 4's own models, the cross-check
+# attack): {field or section: switch}. Left out then, so that a config without them keeps the
+# fingerprint it had before they existed; in the fingerprint once the switch is set.
+OFF_WHILE_UNSET = {"claim4": "claim4.architecture", "attack.cross_check": "attack.cross_check"}
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict:
@@ -58,9 +62,16 @@ def _sections(tree: dict, prefix: str = "") -> list[str]:
           for name in [f"{prefix}{key}", *_sections(value, f"{prefix}{key}.")]]
 
 
+def _is_off(name: str, flat: dict) -> bool:
+  return any((name == f or name.startswith(f + ".")) and flat.get(switch) is None
+             for f, switch in OFF_WHILE_UNSET.items())
+
+
 def result_fields(config: ml_collections.ConfigDict) -> dict:
   """{dotted field: value} of every field that changes results, JSON-compatible."""
-  return {name: value for name, value in flat_fields(config).items() if _is_result_field(name)}
+  flat = flat_fields(config)
+  return {name: value for name, value in flat.items()
+          if _is_result_field(name) and not _is_off(name, flat)}
 
 
 def digest(fields: dict) -> str:

@@ -20,8 +20,7 @@ import tempfile
 import jax
 import ml_collections
 
-from dmr import config as dmr_config
-from dmr import results
+from dmr import results, robustness
 from dmr.data.dataset import Dataset, num_batches
 from dmr.errors import UserError
 from dmr.manifolds import vaegans
@@ -74,20 +73,26 @@ def _needs(kind: str) -> tuple[str, ...]:
   return (VAEGANS,) if kind == "learned" else ()
 
 
+def _frozen(key: dict) -> tuple:
+  return tuple(sorted(key.items()))
+
+
 def _classifier_units(config, ds: Dataset, workdir: str) -> list[Unit]:
-  t = config.train
-  size = _state_bytes(lambda key: classifier.initial_state(config, ds, 1, key)[2])
-  finished = {(r["variant"], r["n"], r["seed"]) for r in results.load(workdir)["records"]
+  """One unit per model of classifier.model_keys, each under its family's architecture and
+  epochs."""
+  finished = {_frozen(results.record_key(r)) for r in results.load(workdir)["records"]
               if "test_error" in r}
-  units = []
-  for variant in config.variants:
-    kind = variants.MANIFOLD_OF.get(variant)
-    for n in config.training_sizes:
-      for seed in dmr_config.model_seeds(config):
-        units.append(Unit("classifiers", f"{variant} n={n} seed={seed}",
-                          ("data",) + (_needs(kind) if kind else ()),
-                          (variant, n, seed) in finished,
-                          t.epochs * num_batches(n, t.batch_size), CHECKPOINTS_ON_DISK * size))
+  units, sizes = [], {}
+  for key in classifier.model_keys(config):
+    c = classifier.family_config(config, key.get("family"))
+    t, kind = c.train, variants.MANIFOLD_OF.get(key["variant"])
+    if c.classifier.architecture not in sizes:
+      sizes[c.classifier.architecture] = _state_bytes(
+          lambda k: classifier.initial_state(c, ds, 1, k)[2])
+    units.append(Unit("classifiers", classifier.model_name(key),
+                      ("data",) + (_needs(kind) if kind else ()), _frozen(key) in finished,
+                      t.epochs * num_batches(key["n"], t.batch_size),
+                      CHECKPOINTS_ON_DISK * sizes[c.classifier.architecture]))
   return units
 
 
@@ -97,19 +102,29 @@ def _attack_steps(section, num_test: int) -> int:
 
 def _models_to_attack(config, workdir: str) -> list[str]:
   """Names of the models the attacks stage will attack: trained ones without success rates,
-  in the workdir or trained by this run."""
+  in the workdir or trained by this run (claim 4's own family included)."""
   records = results.load(workdir)["records"]
-  attacked = {(r["variant"], r["n"], r["seed"]) for r in records if "on_manifold_success" in r}
-  trained = {(r["variant"], r["n"], r["seed"]) for r in records if "test_error" in r}
+  attacked = {_frozen(results.record_key(r)) for r in records if "on_manifold_success" in r}
+  trained = {_frozen(results.record_key(r)) for r in records if "test_error" in r}
   if "classifiers" in config.stages:
-    trained |= {(v, n, s) for v in config.variants for n in config.training_sizes
-                for s in dmr_config.model_seeds(config)}
-  return [f"{v} n={n} seed={s}" for v, n, s in sorted(trained - attacked)]
+    trained |= {_frozen(key) for key in classifier.model_keys(config)}
+  keys = sorted((dict(k) for k in trained - attacked), key=results.sort_key)
+  return [classifier.model_name(key) for key in keys]
 
 
-def _attack_units(config, workdir: str) -> list[Unit]:
+def _cross_check_steps(config, num_classes: int) -> int:
+  """Gradient steps (Square: queries) of attack.cross_check per batch, at most: each attack runs
+  on the inputs still unbroken; APGD-T once per target class."""
+  steps = {"apgd-t": min(9, num_classes - 1) * robustness.CROSS_CHECK_STEPS,
+           "square": robustness.CROSS_CHECK_QUERIES}
+  return sum(steps.get(name, robustness.CROSS_CHECK_STEPS)
+             for name in config.attack.cross_check or ())
+
+
+def _attack_units(config, workdir: str, ds: Dataset) -> list[Unit]:
   a, o = config.attack, config.on_manifold_attack
-  steps = _attack_steps(a, a.num_test) + _attack_steps(o, o.num_test)
+  steps = (_attack_steps(a, a.num_test) + _attack_steps(o, o.num_test)
+           + num_batches(a.num_test, a.batch_size) * _cross_check_steps(config, ds.num_classes))
   inputs = (CLASSIFIER, "data") + _needs(config.manifolds[0])
   return [Unit("attacks", name, inputs, False, steps)
           for name in _models_to_attack(config, workdir)]
@@ -132,7 +147,7 @@ def make(config: ml_collections.ConfigDict, workdir: str, ds: Dataset) -> list[U
   build = {
       "manifolds": lambda: _vaegan_units(config, ds, workdir),
       "classifiers": lambda: _classifier_units(config, ds, workdir),
-      "attacks": lambda: _attack_units(config, workdir),
+      "attacks": lambda: _attack_units(config, workdir, ds),
       "distances": lambda: [_distance_unit(config, workdir)],
       "report": lambda: [Unit("report", "report.md", ("results.json",), False, 0)],
   }

@@ -50,6 +50,7 @@ MIN_SEEDS = 2  # claim 3 compares training runs: one model per setting hides the
 CLASSES = {"fashion_mnist": 10, "emnist": 10, "celeb_a": 2, "fonts": 10}
 MANIFOLD_KINDS = ("true", "learned", "learned_agnostic")  # claim 1 and on-manifold rates: first found
 ON_VARIANTS = ("on_adv_true", "on_adv_learned")
+CLAIM4_FAMILY = "claim4"  # The records of claim 4's own models (dmr.train.classifier.CLAIM4).
 SETTLE_SEEDS = "more models per setting: --config.models_per_size=3 (or launch/sweep.py --seeds=0,1,2)"
 SETTLE_CHANCE = "models that learn: more --config.train.epochs or larger --config.training_sizes"
 SETTLE_OUTCOMES = "a rerun in a new workdir: these records predate the per-image outcomes"
@@ -72,13 +73,25 @@ class Model:
 class Group:
   """The models of one config fingerprint, pooled over workdirs, with the claim-1 measurements
   (results.json's manifold section and the arrays of distances/outcomes.npz) of its reference
-  model."""
+  model. `models`: the sweep's, which claims 1-3, the tables and figures use; `families`: the
+  models of a family of their own by family name (records with a "family", e.g. claim 4's),
+  never pooled with the sweep's."""
   fingerprint: Optional[str]
   workdirs: list[str] = dataclasses.field(default_factory=list)
   models: list[Model] = dataclasses.field(default_factory=list)
+  families: dict[str, list[Model]] = dataclasses.field(default_factory=dict)
   manifold: dict = dataclasses.field(default_factory=dict)
   distances: dict = dataclasses.field(default_factory=dict)
   duplicates: int = 0  # records of a model already taken from an earlier workdir
+
+  @property
+  def every_model(self) -> list[Model]:
+    """The sweep's models, then every family's."""
+    return self.models + [m for _, ms in sorted(self.families.items()) for m in ms]
+
+  @property
+  def count(self) -> int:
+    return len(self.every_model)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,18 +134,19 @@ def load_groups(workdirs: Sequence[str]) -> list[Group]:
     res = results.load(workdir)
     for r in res["records"]:
       group = groups.setdefault(r.get("fingerprint"), Group(r.get("fingerprint")))
-      if any(m.record["variant"] == r["variant"] and m.record["n"] == r["n"]
-             and m.record["seed"] == r["seed"] for m in group.models):
+      models = group.families.setdefault(r["family"], []) if "family" in r else group.models
+      if any(results.is_model(m.record, results.record_key(r)) for m in models):
         group.duplicates += 1
         continue
       arrays = outcomes.load(os.path.dirname(os.path.join(workdir, r["outcomes"]))) \
           if "outcomes" in r else {}
-      group.models.append(Model(r, arrays))
+      models.append(Model(r, arrays))
       if workdir not in group.workdirs:
         group.workdirs.append(workdir)
     _attach_manifold(groups, workdir, res)
   for group in groups.values():
-    group.models.sort(key=lambda m: (m.record["variant"], m.record["n"], m.record["seed"]))
+    for models in (group.models, *group.families.values()):
+      models.sort(key=lambda m: results.sort_key(m.record))
   return sorted(groups.values(), key=lambda g: (g.fingerprint is None, g.fingerprint or ""))
 
 
@@ -163,11 +177,21 @@ def _test_error(o: dict) -> Optional[np.ndarray]:
   return 1.0 - o["test_correct"].astype(np.float64) if "test_correct" in o else None
 
 
-def _off_success(o: dict, reduce: Callable) -> Optional[np.ndarray]:
-  """Per correctly classified attacked image: its restarts' success, reduced over restarts."""
-  if "off_success" not in o:
+def _off_success(o: dict, reduce: Callable, name: Optional[str] = None) -> Optional[np.ndarray]:
+  """Per correctly classified attacked image: its restarts' success, reduced over restarts;
+  name: the outcome array [R, A] (default: the union of the paper's attack and the cross-check
+  when the model had one, else the paper's attack)."""
+  name = name or ("off_combined_success" if "off_combined_success" in o else "off_success")
+  if name not in o:
     return None
-  return reduce(o["off_success"][:, o["off_correct"].astype(bool)].astype(np.float64), axis=0)
+  return reduce(o[name][:, o["off_correct"].astype(bool)].astype(np.float64), axis=0)
+
+
+def _cross_check_success(o: dict) -> Optional[np.ndarray]:
+  """Per correctly classified attacked image: the cross-check broke it (1.0) or not."""
+  if "off_cross_success" not in o:
+    return None
+  return o["off_cross_success"][o["off_correct"].astype(bool)].astype(np.float64)
 
 
 def _on_success(o: dict, reduce: Callable) -> Optional[np.ndarray]:
@@ -182,6 +206,9 @@ PER_IMAGE: dict[str, Callable[[dict], Optional[np.ndarray]]] = {
     "test_error": _test_error,
     "off_manifold_success": lambda o: _off_success(o, np.mean),
     "off_manifold_success_any": lambda o: _off_success(o, np.max),
+    # Not in the tables: claim 4 states the two attacks of the union apart.
+    "off_manifold_paper_success": lambda o: _off_success(o, np.mean, "off_success"),
+    "off_manifold_cross_check_success": _cross_check_success,
     "on_manifold_success": lambda o: _on_success(o, np.mean),
     "on_manifold_success_any": lambda o: _on_success(o, np.max),
 }
@@ -522,29 +549,57 @@ def claim3(group: Group, chance: float) -> Claim:
   return Claim(3, verdict, evidence, figure, text)
 
 
+def _claim4_models_text(models: list[Model], family: bool) -> str:
+  """Which models claim 4 judged: its own family (architecture, epochs) or the sweep's."""
+  if not family:
+    return "the sweep's models"
+  trained = sorted({(m.record.get("architecture"), m.record.get("epochs")) for m in models})
+  return "claim 4's own models (" + "; ".join(f"{a}, {e} epoch{'s' * (e != 1)}" for a, e in trained) + ")"
+
+
+def _claim4_attack_text(robust: list[Model]) -> str:
+  """Which regular attack claim 4's success counts: the paper's alone, or its union with the
+  cross-check, then with each attack's own success."""
+  names = next((m.record["off_manifold_cross_check"] for m in robust
+                if "off_manifold_cross_check" in m.record), None)
+  if not names:
+    return "the paper's attack alone"
+  alone = [f"{label}: {_rate_text(m)}" for label, m in (
+      ("the paper's attack alone", measure(robust, "off_manifold_paper_success")),
+      ("the cross-check alone", measure(robust, "off_manifold_cross_check_success"))) if m]
+  return (f"the paper's attack or the cross-check {', '.join(names)}, whichever breaks the input"
+          + (f" ({'; '.join(alone)})" if alone else ""))
+
+
 def claim4(group: Group, chance: float, known_manifold: bool) -> Claim:
   """At the largest N trained with off_adv: its test error gap to normal and the regular
-  attack's success on it. Checked where the manifold is known (FONTS), as the paper does."""
-  figure = "off_manifold_success_vs_n.png"
+  attack's success on it (with the cross-check when the models had one). Judged on claim 4's own
+  model family when the group has it, else on the sweep's models. Checked where the manifold is
+  known (FONTS), as the paper does."""
   if not known_manifold:
     return Claim(4, Verdict(NOT_MEASURED, reason="checked on FONTS only, whose manifold is known",
                             settle="run configs/fonts.py"))
-  normal, robust = by_setting(group.models, "normal"), by_setting(group.models, "off_adv")
+  family = CLAIM4_FAMILY in group.families
+  models = group.families.get(CLAIM4_FAMILY) or group.models
+  figure = "" if family else "off_manifold_success_vs_n.png"
+  normal, robust = by_setting(models, "normal"), by_setting(models, "off_adv")
   sizes = [n for n in robust if n in normal
            and measure(robust[n], "off_manifold_success") is not None]
   if not sizes:
     return Claim(4, Verdict(NOT_MEASURED, reason="needs attacked off_adv and normal models at "
-                            "one N", settle='--config.variants including "normal" and "off_adv"'))
+                            f"one N ({_claim4_models_text(models, family)})",
+                            settle='--config.variants including "normal" and "off_adv"'))
   n = sizes[-1]
   gap = difference(normal[n], robust[n], "test_error", paired=True)
   success = measure(robust[n], "off_manifold_success")
-  evidence = (f"at N={n}, off_adv training changes test error by {_points_text(gap)} (normal: "
+  evidence = (f"on {_claim4_models_text(normal[n] + robust[n], family)}, at N={n}, off_adv "
+              f"training changes test error by {_points_text(gap)} (normal: "
               f"{_rate_text(measure(normal[n], 'test_error'))}) and the regular attack succeeds "
-              f"on {_rate_text(success)} (held: the gap's interval below "
-              f"{100 * CLAIM4_MAX_ERROR_GAP:.0f} points and the success's below "
+              f"on {_rate_text(success)}, counting {_claim4_attack_text(robust[n])} (held: the gap's "
+              f"interval below {100 * CLAIM4_MAX_ERROR_GAP:.0f} points and the success's below "
               f"{_pct(CLAIM4_MAX_OFF_SUCCESS)}%)")
   text = f"gap {_points_text(gap)}, success {_rate_text(success)}"
-  near = near_chance(group.models, [("normal", n), ("off_adv", n)], chance)
+  near = near_chance(models, [("normal", n), ("off_adv", n)], chance)
   if near:
     return _near_chance_claim(4, near, chance, evidence, figure, text)
   verdict = _all_of([
@@ -558,7 +613,7 @@ def claim4(group: Group, chance: float, known_manifold: bool) -> Claim:
 def _known_manifold(group: Group) -> bool:
   return "true" in group.manifold or any(on_kind(m.outcomes) == "true" or
                                          m.record["variant"] == "on_adv_true"
-                                         for m in group.models)
+                                         for m in group.every_model)
 
 
 def judge_claims(group: Group, dataset: str, known_manifold: Optional[bool] = None) -> list[Claim]:
@@ -779,6 +834,20 @@ def claim_lines(claims: list[Claim]) -> list[str]:
   return lines
 
 
+FAMILY_TITLES = {CLAIM4_FAMILY: "Claim 4's own models, normal and off_adv at one N under their "
+                                "own architecture and epochs (judged in claim 4)"}
+
+
+def _cross_check_note(models: list[Model]) -> list[str]:
+  """A line saying which off-manifold rates above count the cross-check too."""
+  names = sorted({", ".join(m.record["off_manifold_cross_check"]) for m in models
+                  if "off_manifold_cross_check" in m.record})
+  if not names:
+    return []
+  return [f"Off-manifold success counts an input broken when the paper's attack or the "
+          f"cross-check ({'; '.join(names)}) breaks it.", ""]
+
+
 def group_section(group: Group, dataset: str, out: str, suffix: str, examples: Optional[dict],
                   known_manifold: Optional[bool]) -> tuple[list[str], list[Claim]]:
   """The markdown lines and the claims of one fingerprint group; its figures, their names ending
@@ -803,7 +872,12 @@ def group_section(group: Group, dataset: str, out: str, suffix: str, examples: O
             for c in judge_claims(group, dataset, known_manifold)]
   claims = [c if c.figure in written else dataclasses.replace(c, figure="") for c in claims]
   lines = summary_lines(claims) + ["", "## Claims", "", *claim_lines(claims), "",
-                                   "## Results", "", markdown_table(models), ""]
+                                   "## Results", "", markdown_table(models), "",
+                                   *_cross_check_note(models)]
+  for family, members in sorted(group.families.items()):
+    lines += [f"## The {family} family", "", f"{FAMILY_TITLES.get(family, family)}; never pooled "
+              "with the models above.", "", markdown_table(members), "",
+              *_cross_check_note(members)]
   if group.manifold:
     lines += ["## Distances to the manifold", "", _manifold_table(group.manifold), ""]
   lines += ["## Figures", ""]
@@ -826,7 +900,7 @@ def write_report(workdirs, dataset: str, examples: Optional[dict] = None,
     out = os.path.join(workdirs[0], "report")
   os.makedirs(out, exist_ok=True)
   groups = load_groups(workdirs)
-  count = sum(len(g.models) for g in groups)
+  count = sum(g.count for g in groups)
   lines = [f"# dmr report: {dataset}", "",
            f"{count} models from {len(workdirs)} workdir{'s' if len(workdirs) > 1 else ''}; "
            "rates in percent with their 95% intervals (docs/protocol.md#claims)."]
@@ -843,12 +917,12 @@ def write_report(workdirs, dataset: str, examples: Optional[dict] = None,
     suffix = f"_{i + 1}" if len(groups) > 1 else ""
     section, claims = group_section(group, dataset, out, suffix,
                                     examples if i == 0 else None, known_manifold)
-    header = (f"config fingerprint {group.fingerprint or '(none)'}, {len(group.models)} models "
+    header = (f"config fingerprint {group.fingerprint or '(none)'}, {group.count} models "
               f"from {', '.join(group.workdirs) or 'no workdir'}")
     lines += ["", f"## Group {i + 1}: {header}" if len(groups) > 1 else f"Models: {header}.", ""]
     lines += section
     stored["groups"].append({"fingerprint": group.fingerprint, "workdirs": group.workdirs,
-                             "models": len(group.models),
+                             "models": group.count,
                              "claims": [c.as_dict() for c in claims]})
   results.write_json_atomic(os.path.join(out, "claims.json"), stored)
   report = os.path.join(out, "report.md")

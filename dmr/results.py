@@ -76,34 +76,49 @@ def locked(workdir: str):
       fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def model_key(variant: str, n: int, seed: int) -> dict:
-  return {"variant": variant, "n": int(n), "seed": int(seed)}
+def model_key(variant: str, n: int, seed: int, family: str | None = None) -> dict:
+  """The fields naming a model in its record; family: its model family (None: the sweep's, whose
+  records carry no "family"; see dmr.train.classifier)."""
+  key = {"variant": variant, "n": int(n), "seed": int(seed)}
+  return {**key, "family": family} if family else key
 
 
-def find_record(workdir: str, variant: str, n: int, seed: int) -> dict | None:
-  key = model_key(variant, n, seed)
-  for record in load(workdir)["records"]:
-    if all(record.get(k) == v for k, v in key.items()):
-      return record
-  return None
+def record_key(record: dict) -> dict:
+  """model_key of a record."""
+  return model_key(record["variant"], record["n"], record["seed"], record.get("family"))
 
 
-def update_record(workdir: str, variant: str, n: int, seed: int, **fields) -> dict:
-  """Merges `fields` into the record of model (variant, n, seed), creating it, and stamps it with
-  the run's fingerprint (`set_fingerprint`); returns it."""
-  key = model_key(variant, n, seed)
+def is_model(record: dict, key: dict) -> bool:
+  """Whether `record` is the model `key` names (the same family included)."""
+  return record_key(record) == key
+
+
+def sort_key(record: dict) -> tuple:
+  """Records in file order: the sweep's by (variant, n, seed), then each family's."""
+  return record.get("family") or "", record["variant"], record["n"], record["seed"]
+
+
+def find_record(workdir: str, variant: str, n: int, seed: int,
+                family: str | None = None) -> dict | None:
+  key = model_key(variant, n, seed, family)
+  return next((r for r in load(workdir)["records"] if is_model(r, key)), None)
+
+
+def update_record(workdir: str, variant: str, n: int, seed: int, family: str | None = None,
+                  **fields) -> dict:
+  """Merges `fields` into the record of model (variant, n, seed) of `family`, creating it, and
+  stamps it with the run's fingerprint (`set_fingerprint`); returns it."""
+  key = model_key(variant, n, seed, family)
   with locked(workdir):
     results = load(workdir)
-    for record in results["records"]:
-      if all(record.get(k) == v for k, v in key.items()):
-        record.update(fields)
-        break
-    else:
-      record = {**key, **fields}
+    record = next((r for r in results["records"] if is_model(r, key)), None)
+    if record is None:
+      record = dict(key)
       results["records"].append(record)
+    record.update(fields)
     if _fingerprint is not None:
       record["fingerprint"] = _fingerprint
-    results["records"].sort(key=lambda r: (r["variant"], r["n"], r["seed"]))
+    results["records"].sort(key=sort_key)
     write_json_atomic(path(workdir), results)
   return record
 

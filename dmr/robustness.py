@@ -6,6 +6,10 @@ the `_any` rate counts an input as broken when any restart succeeds (robust-accu
 Every success counted is re-verified first (`verify`): the stored adversarial example, through a
 fresh forward pass, is misclassified, finite, inside the box [0, 1] and inside its eps-ball; an
 input whose stored example fails the check counts as not fooled by any restart.
+
+A cross-check (`cross_check`: dmr.attacks.evaluate's stronger attacks on the same images) guards
+against an attack too weak for adversarially trained models; `union` counts an input broken when
+either attack breaks it.
 """
 from __future__ import annotations
 
@@ -116,6 +120,27 @@ def off_manifold(logits_fn, x: np.ndarray, y: np.ndarray, spec: attacks.AttackSp
   [N, ...]."""
   outcome, x_adv = off_manifold_outcome(logits_fn, x, y, spec, key, batch_size, mesh, desc)
   return outcome.rates, x_adv
+
+
+# The cross-check's budget, AutoAttack's: APGD iterations per run, Square queries.
+CROSS_CHECK_STEPS, CROSS_CHECK_QUERIES = 100, 5000
+
+
+def cross_check(logits_fn, x: np.ndarray, y: np.ndarray, names: tuple[str, ...], eps: float,
+                norm: str, key: jax.Array, batch_size: int) -> np.ndarray:
+  """bool [N]: image x[i] [N, ...] is classified correctly and one of dmr.attacks.evaluate's
+  attacks `names` breaks it inside the `norm` eps-ball (re-verified by evaluate)."""
+  ev = attacks.evaluate(logits_fn, x, y, key=key, eps=eps, norm=norm, attacks=tuple(names),
+                        batch_size=batch_size, steps=CROSS_CHECK_STEPS,
+                        square_queries=CROSS_CHECK_QUERIES)
+  return ev.clean_correct & ~ev.robust
+
+
+def union(success: np.ndarray, cross: np.ndarray) -> np.ndarray:
+  """bool [N, R]: restart r of the paper's attack (success [N, R]) or the cross-check (cross [N])
+  broke input i; an input the cross-check breaks counts as broken in every restart, so both the
+  paper's rate and the any-restart rate count the stronger of the two attacks."""
+  return np.asarray(success, bool) | np.asarray(cross, bool)[:, None]
 
 
 def on_manifold(logits_fn, manifold: Manifold, y_test: np.ndarray, rows: np.ndarray,

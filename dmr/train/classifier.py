@@ -1,5 +1,11 @@
 """One classifier of a run: its model, its paper optimizer, its initial state and its finished
-checkpoint as a pure logits_fn. Each lives in workdir/models/<variant>/n<N>/seed<S>/."""
+checkpoint as a pure logits_fn. Each lives in workdir/models/<variant>/n<N>/seed<S>/, or
+workdir/models/<family>/<variant>/n<N>/seed<S>/ for a model family of its own.
+
+Families: the sweep (family None: config.variants x config.training_sizes, under
+config.classifier and config.train) and, when config.claim4.architecture is set, "claim4":
+normal and off_adv at one N under claim 4's own architecture and epochs (`family_config`).
+"""
 from __future__ import annotations
 
 import os
@@ -7,14 +13,65 @@ import os
 import jax
 import ml_collections
 
-from dmr import checkpoint, parallel
+from dmr import checkpoint, parallel, results
+from dmr import config as dmr_config
 from dmr.data.dataset import Dataset, num_batches
 from dmr.models import classifiers
 from dmr.train import optim, steps
 
 
-def model_dir(workdir: str, variant: str, n: int, seed: int) -> str:
-  return os.path.join(workdir, "models", variant, f"n{n}", f"seed{seed}")
+CLAIM4 = "claim4"
+CLAIM4_VARIANTS = ("normal", "off_adv")
+
+
+def model_dir(workdir: str, variant: str, n: int, seed: int, family: str | None = None) -> str:
+  return os.path.join(workdir, "models", *([family] if family else []), variant, f"n{n}",
+                      f"seed{seed}")
+
+
+def model_name(key: dict) -> str:
+  """A model's name in logs and plans: "[family ]variant n=N seed=S"."""
+  family = f"{key['family']} " if key.get("family") else ""
+  return f"{family}{key['variant']} n={key['n']} seed={key['seed']}"
+
+
+def claim4_size(config: ml_collections.ConfigDict) -> int:
+  """The N of claim 4's own models: claim4.training_size, else the largest training size."""
+  return config.claim4.training_size or max(config.training_sizes)
+
+
+def model_keys(config: ml_collections.ConfigDict) -> list[dict]:
+  """results.model_key of every model the classifiers stage trains, in training order: the
+  sweep's, then claim 4's own family when claim4.architecture is set."""
+  seeds = dmr_config.model_seeds(config)
+  keys = [results.model_key(v, n, s) for v in config.variants for n in config.training_sizes
+          for s in seeds]
+  if config.claim4.architecture is not None:
+    keys += [results.model_key(v, claim4_size(config), s, CLAIM4) for v in CLAIM4_VARIANTS
+             for s in seeds]
+  return keys
+
+
+def family_config(config: ml_collections.ConfigDict,
+                  family: str | None) -> ml_collections.ConfigDict:
+  """The config the models of `family` train and load under: `config` for the sweep (None), a
+  copy with claim 4's architecture and epochs for CLAIM4."""
+  if family is None:
+    return config
+  if family != CLAIM4:
+    raise ValueError(f"family={family!r}; known: None (the sweep), {CLAIM4!r}.")
+  c = config.copy_and_resolve_references()
+  c.classifier.architecture = config.claim4.architecture
+  c.train.epochs = config.claim4.epochs or config.train.epochs
+  return c
+
+
+def family_fields(config: ml_collections.ConfigDict, family: str | None) -> dict:
+  """Record fields naming how a family's models were trained ({} for the sweep's)."""
+  if family is None:
+    return {}
+  c = family_config(config, family)
+  return {"architecture": c.classifier.architecture, "epochs": c.train.epochs}
 
 
 def make_model(config: ml_collections.ConfigDict, num_classes: int):

@@ -1,0 +1,45 @@
+"""Mutations of claim 4's own model family and the cross-check attack (tests/test_claim4.py)."""
+from mutations import Mutation
+
+TESTS = ("tests/test_claim4.py",)
+
+MUTATIONS = [
+    Mutation("claim4_config_unvalidated", "the claim4 section is not validated", "dmr/config.py",
+             "  _validate_claim4(c.claim4, train_size)\n", "", TESTS),
+    Mutation("claim4_family_ignored_in_records", "a family's record is taken for the sweep's "
+             "model of the same variant, N and seed", "dmr/results.py",
+             "  return record_key(record) == key\n",
+             "  return {**record_key(record), 'family': 0} == {**key, 'family': 0}\n", TESTS),
+    Mutation("claim4_no_family_models", "claim4.architecture set but no claim-4 models planned "
+             "or trained", "dmr/train/classifier.py",
+             "  if config.claim4.architecture is not None:\n", "  if False:\n", TESTS),
+    Mutation("claim4_sweep_architecture", "claim-4 models built with the sweep's architecture",
+             "dmr/train/classifier.py",
+             "  c.classifier.architecture = config.claim4.architecture\n", "", TESTS),
+    Mutation("claim4_fingerprint_without_section", "the claim4 fields left out of the "
+             "fingerprint even when set", "dmr/fingerprint.py",
+             "and flat.get(switch) is None", "", TESTS),
+    Mutation("cross_check_union_paper_only", "the combined success counts the paper's attack "
+             "only", "dmr/robustness.py",
+             "  return np.asarray(success, bool) | np.asarray(cross, bool)[:, None]\n",
+             "  return np.asarray(success, bool)\n", TESTS),
+    Mutation("cross_check_never_run", "attack.cross_check set but not run", "dmr/experiments.py",
+             "  if a.cross_check:\n", "  if False:\n", TESTS),
+    Mutation("cross_check_report_reads_paper_attack", "the report's off-manifold intervals "
+             "ignore the union with the cross-check", "dmr/report.py",
+             '"off_combined_success" if "off_combined_success" in o else "off_success"',
+             '"off_success"', TESTS),
+    Mutation("claim4_family_pooled_with_sweep", "family records pooled into claims 1-3's models",
+             "dmr/report.py", 'if "family" in r else group.models', "if False else group.models",
+             TESTS),
+    Mutation("claim4_report_uses_sweep", "claim 4 judged on the sweep's models despite its own "
+             "family", "dmr/report.py",
+             "  models = group.families.get(CLAIM4_FAMILY) or group.models\n",
+             "  models = group.models\n", TESTS),
+    Mutation("claim4_reference_model_from_family", "claim 1's reference model may be a claim-4 "
+             "model", "dmr/experiments.py", '             and "family" not in r]', "]", TESTS),
+    Mutation("claim4_report_stage_examples_of_family", "the report stage looks for claim 1's "
+             "model's examples when only a family was attacked", "dmr/experiments.py",
+             '  if any("on_manifold_success" in r and "family" not in r\n',
+             '  if any("on_manifold_success" in r\n', TESTS),
+]
