@@ -96,6 +96,12 @@ FIELD_HELP = {
        for k, v in _ATTACK_FIELDS.items()},
     "on_manifold_attack.eps_agnostic": "on-manifold attack radius in the class-agnostic "
                                        "VAE-GAN's latent space",
+    "attack.cross_check": "None, or dmr.attacks.evaluate attacks run beside the paper's attack "
+                          "(an input broken by either counts)",
+    "claim4.architecture": "claim 4's own models: their classifier (None: claim 4 uses the "
+                           "sweep's models)",
+    "claim4.epochs": "claim 4's own models: training epochs (None: train.epochs)",
+    "claim4.training_size": "claim 4's own models: their N (None: the largest of training_sizes)",
     **{f"adversarial_training.{k}": f"attack of adversarial training: {v}"
        for k, v in _ATTACK_FIELDS.items()},
     "adversarial_training.off_eps": "adversarial training: image-space L-inf radius (off_adv)",

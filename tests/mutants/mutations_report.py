@@ -83,6 +83,6 @@ MUTATIONS = [
              "        group.duplicates += 1\n", TESTS),
     Mutation("report_misclassified_attacked_counted", "off-manifold success counts attacks on "
              "misclassified inputs", REPORT,
-             'reduce(o["off_success"][:, o["off_correct"].astype(bool)]',
-             'reduce(o["off_success"][:, :]', TESTS),
+             'reduce(o[name][:, o["off_correct"].astype(bool)]',
+             'reduce(o[name][:, :]', TESTS),
 ]
