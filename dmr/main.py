@@ -40,6 +40,11 @@ _CONFIG_DRIFT = flags.DEFINE_enum(
     "config_drift", "refuse", DRIFT_CHOICES,
     "When the workdir's fingerprint differs from this config's: refuse (list the differences), or "
     "new_group (run in WORKDIR/groups/<fingerprint>/, a separate group of models and results).")
+_COMPILATION_CACHE = flags.DEFINE_string(
+    "compilation_cache", os.path.join("~", ".cache", "dmr", "xla"),
+    "Directory of XLA's persistent compilation cache: every model of a run after the first (and "
+    "every rerun) reuses the compiled train steps and attacks. Empty: no cache. The environment's "
+    "JAX_COMPILATION_CACHE_DIR, when set, takes precedence.")
 flags.mark_flags_as_required(["config"])
 
 PROFILE_FILE = "profile.json"
@@ -302,9 +307,21 @@ def load_config():
   return config
 
 
+def enable_compilation_cache(directory: str) -> None:
+  """Keeps compiled programs that took over a second to compile in `directory` (jax's
+  persistent compilation cache, keyed by the program, the jax version and the backend), so a
+  computation compiled once is loaded, not compiled, by later models and runs. The models of a
+  run rebuild their train steps and attacks, so without it each model compiles them again
+  (measured: an on_adv_learned model of the smoke preset, 51 s without, 17 s with). '' disables
+  it; JAX_COMPILATION_CACHE_DIR in the environment, when set, wins."""
+  if directory and not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+    jax.config.update("jax_compilation_cache_dir", os.path.expanduser(directory))
+
+
 def main(argv):
   del argv
   try:
+    enable_compilation_cache(_COMPILATION_CACHE.value)
     config = load_config()
     if _PRINT_CONFIG.value:
       print(describe_config(config))

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import jax
 import pytest
 
 from dmr import config as dmr_config
@@ -158,3 +159,18 @@ def test_invalid_names_are_user_errors_with_close_matches(field, value, suggesti
   with pytest.raises(errors.UserError, match=f"config.{field}=.* is invalid; allowed: .*"
                                              f"{suggestion}"):
     dmr_config.validate(config)
+
+
+def test_compilation_cache_goes_where_asked_unless_the_environment_says(monkeypatch, tmp_path):
+  before = jax.config.jax_compilation_cache_dir
+  try:
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
+    main.enable_compilation_cache(str(tmp_path / "cache"))
+    assert jax.config.jax_compilation_cache_dir == str(tmp_path / "cache")
+    main.enable_compilation_cache("")  # Disabled: left as it was.
+    assert jax.config.jax_compilation_cache_dir == str(tmp_path / "cache")
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "env"))
+    main.enable_compilation_cache(str(tmp_path / "flag"))
+    assert jax.config.jax_compilation_cache_dir == str(tmp_path / "cache")
+  finally:
+    jax.config.update("jax_compilation_cache_dir", before)
