@@ -12,7 +12,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from dmr import (data, distances, manifolds, outcomes, parallel, report, results, robustness,
+from dmr import (data, distances, manifolds, outcomes, report, results, robustness,
                  tensorboard)
 from dmr import config as dmr_config
 from dmr.data.dataset import Dataset
@@ -334,11 +334,3 @@ STAGES: dict[str, Callable[[ml_collections.ConfigDict, str, object], None]] = {
     "distances": distances_stage,
     "report": report_stage,
 }
-
-
-def run(config: ml_collections.ConfigDict, workdir: str) -> None:
-  """Runs config.stages in order on a data mesh over all devices."""
-  mesh = parallel.data_mesh()
-  for stage in config.stages:
-    logging.info("stage %s", stage)
-    STAGES[stage](config, workdir, mesh)

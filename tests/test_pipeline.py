@@ -1,4 +1,5 @@
-"""End-to-end runs of every stage: FONTS smoke (default suite) and Fashion-MNIST smoke (slow)."""
+"""End-to-end runs of every stage: the Fashion-MNIST claims preset's shape at smoke sizes (default
+suite), FONTS smoke and Fashion-MNIST smoke (slow)."""
 import json
 import os
 
@@ -67,6 +68,7 @@ def check_run(workdir: str, variants: set, manifold_kind: str, kinds: tuple = ()
   return report
 
 
+@pytest.mark.slow
 def test_fonts_smoke_runs_every_stage(tmp_path):
   workdir = str(tmp_path)
   out = run_main(workdir, config="configs/fonts.py:smoke")
