@@ -231,9 +231,8 @@ def attack_one_classifier(config: ml_collections.ConfigDict, ds: Dataset, record
       first = on
   if jax.process_index() == 0:
     path, shown = examples_path(workdir, **key), first.rows[:EXAMPLES]
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    np.savez(path, x=np.asarray(ds.x_test[shown]), x_off=x_off[shown],
-             x_on=first.x_on[:EXAMPLES], x_on_adv=first.x_adv[:EXAMPLES])
+    results.savez_atomic(path, x=np.asarray(ds.x_test[shown]), x_off=x_off[shown],
+                         x_on=first.x_on[:EXAMPLES], x_on_adv=first.x_adv[:EXAMPLES])
     outcomes.save(classifier.model_dir(workdir, **key), **arrays)
     tensorboard.write_images(workdir, classifier.model_dir(workdir, **key), {
         "attacks/test": ds.x_test[shown], "attacks/off_manifold": x_off[shown],

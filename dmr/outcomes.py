@@ -26,9 +26,10 @@ so the off-manifold share of claim 1 is sum(leaving_sq) / sum(perturbation_sq) o
 from __future__ import annotations
 
 import os
-import tempfile
 
 import numpy as np
+
+from dmr import results
 
 FILENAME = "outcomes.npz"
 
@@ -50,11 +51,5 @@ def save(directory: str, **arrays) -> str:
   """Merges `arrays` into directory/outcomes.npz (replacing keys it already has), atomically;
   returns the file's path."""
   merged = {**load(directory), **{k: np.asarray(v) for k, v in arrays.items()}}
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".npz")
-  with os.fdopen(fd, "wb") as f:
-    np.savez_compressed(f, **merged)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path(directory))
+  results.savez_atomic(path(directory), compressed=True, **merged)
   return path(directory)

@@ -11,6 +11,9 @@ import fcntl
 import json
 import os
 import tempfile
+from typing import Callable
+
+import numpy as np
 
 from dmr.errors import UserError
 
@@ -29,22 +32,35 @@ def path(workdir: str) -> str:
   return os.path.join(workdir, FILENAME)
 
 
-def write_json_atomic(filename: str, obj) -> None:
-  """Writes obj as JSON to a temporary file in the same directory, then renames it."""
+def write_atomic(filename: str, write: Callable, binary: bool = False) -> None:
+  """Calls write(file) on a temporary file in filename's directory, then renames it over
+  filename: readers see the old file or the new one, never part of one; a failed write (disk
+  full, permissions, a kill) leaves the previous file as it was."""
   directory = os.path.dirname(os.path.abspath(filename))
   os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
+  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.splitext(filename)[1])
   try:
-    with os.fdopen(fd, "w") as f:
-      json.dump(obj, f, indent=1, sort_keys=True)
+    with os.fdopen(fd, "wb" if binary else "w") as f:
+      write(f)
       f.flush()
       os.fsync(f.fileno())
     os.chmod(tmp, 0o644)
     os.replace(tmp, filename)
-  except BaseException:  # Disk full, permissions, a kill: the previous file stays as it was.
+  except BaseException:
     with contextlib.suppress(FileNotFoundError):
       os.remove(tmp)
     raise
+
+
+def write_json_atomic(filename: str, obj) -> None:
+  """Writes obj as JSON to `filename` atomically (`write_atomic`)."""
+  write_atomic(filename, lambda f: json.dump(obj, f, indent=1, sort_keys=True))
+
+
+def savez_atomic(filename: str, compressed: bool = False, **arrays) -> None:
+  """np.savez (np.savez_compressed) of `arrays` to `filename` atomically (`write_atomic`)."""
+  save = np.savez_compressed if compressed else np.savez
+  write_atomic(filename, lambda f: save(f, **arrays), binary=True)
 
 
 def load(workdir: str) -> dict:

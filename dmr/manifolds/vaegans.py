@@ -207,7 +207,7 @@ def train_and_measure(config: ml_collections.ConfigDict, ds: Dataset, name: str,
   if jax.process_index() == 0:
     directory = vaegan_dir(workdir, name)
     lo, hi = latent_box(codes)
-    np.savez(os.path.join(directory, BOX_FILE), lo=np.asarray(lo), hi=np.asarray(hi))
+    results.savez_atomic(os.path.join(directory, BOX_FILE), lo=np.asarray(lo), hi=np.asarray(hi))
     save_grid(os.path.join(directory, GRID_FILE), grid, ["test", "reconstruction", "prior sample"])
     tensorboard.write_images(workdir, directory, {
         "vaegan/test": grid[0], "vaegan/reconstruction": grid[1], "vaegan/prior_sample": grid[2]},
