@@ -242,6 +242,22 @@ def attack_one_classifier(config: ml_collections.ConfigDict, ds: Dataset, record
   return fields
 
 
+def success_text(fields: dict) -> str:
+  """The success rates of an attacked model's record fields, e.g. "off-manifold 98.2% (any
+  restart 99.0%, 412 verified), on learned 12.5% (any restart 14.1%, 57 verified)"."""
+  parts = []
+  for prefix in sorted(p[:-len("_success")] for p in fields if p.endswith("_success")
+                       and p != "on_manifold_success"):  # on_manifold_*: the first kind again.
+    extras = [f"any restart {100 * fields[prefix + '_success_any']:.1f}%"
+              if prefix + "_success_any" in fields else "",
+              f"{fields[prefix + '_verified']} verified" if prefix + "_verified" in fields else ""]
+    extras = ", ".join(e for e in extras if e)
+    name = prefix.replace("off_manifold", "off-manifold").replace("_", " ")
+    parts.append(f"{name} {100 * fields[prefix + '_success']:.1f}%"
+                 + (f" ({extras})" if extras else ""))
+  return ", ".join(parts)
+
+
 def attacks_stage(config: ml_collections.ConfigDict, workdir: str, mesh) -> None:
   """Attacks every trained classifier that has no attack outcomes yet, off-manifold and on every
   manifold kind of the run (dmr.manifolds.attack_kinds)."""
@@ -254,7 +270,7 @@ def attacks_stage(config: ml_collections.ConfigDict, workdir: str, mesh) -> None
     key = results.record_key(record)
     if jax.process_index() == 0:
       results.update_record(workdir, **key, **fields)
-    logging.info("%s: %s", classifier.model_name(key), fields)
+    logging.info("%s: %s", classifier.model_name(key), success_text(fields))
 
 
 def reference_model(workdir: str) -> dict:
