@@ -6,6 +6,7 @@ restarted run ends with the same parameters as an uninterrupted one.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 from typing import Callable
@@ -55,6 +56,12 @@ def append_metrics(path: str, record: dict) -> None:
     f.write(json.dumps(record) + "\n")
 
 
+def _keyed_step(train_step: Callable, state, x, y, weight, base_key, *aux):
+  """train_step with the key of update state.step, fold_in(base_key, state.step), derived on
+  the device (no per-step host work)."""
+  return train_step(state, x, y, weight, jax.random.fold_in(base_key, state.step), *aux)
+
+
 def run_epochs(train_step: Callable, state, x: np.ndarray, y: np.ndarray, *, epochs: int,
                batch_size: int, seed: int, workdir: str, mesh, checkpoint_every_steps: int,
                log_every_steps: int, desc: str = "train", aux: np.ndarray | None = None,
@@ -84,8 +91,9 @@ def run_epochs(train_step: Callable, state, x: np.ndarray, y: np.ndarray, *, epo
     truncate_metrics(metrics_path, step)
 
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-  step_fn = jax.jit(train_step, donate_argnums=(0,), out_shardings=(replicated, replicated))
-  base_key = jax.random.key(seed)
+  step_fn = jax.jit(functools.partial(_keyed_step, train_step), donate_argnums=(0,),
+                    out_shardings=(replicated, replicated))
+  base_key = jax.device_put(jax.random.key(seed), replicated)
   pad_to = parallel.padded_batch_size(batch_size, mesh)
   start_epoch, start_batch = divmod(step, steps_per_epoch)
   bar = progress.bar(total_steps, desc, "step", initial=step)
@@ -99,7 +107,7 @@ def run_epochs(train_step: Callable, state, x: np.ndarray, y: np.ndarray, *, epo
                               aux=aux)
       for batch in batches:
         xb, yb, wb, *auxb = parallel.shard_batch(batch, mesh)
-        state, metrics = step_fn(state, xb, yb, wb, jax.random.fold_in(base_key, step), *auxb)
+        state, metrics = step_fn(state, xb, yb, wb, base_key, *auxb)
         step += 1
         bar.update(1)
         should_log = step % log_every_steps == 0 or step == total_steps
