@@ -10,23 +10,17 @@ from __future__ import annotations
 
 import dataclasses
 
+from dmr.attacks.projected_gradient import StaticOptions
 
-@dataclasses.dataclass(frozen=True)
-class AttackSpec:
-  """Options of `pgd` / `latent_pgd` (see `pgd` for the meaning of each); unroll "auto"
-  unrolls the step loop for conv models on CPU, max_rows None runs all restarts at once."""
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class AttackSpec(StaticOptions):
+  """Options of `pgd` / `latent_pgd` (see `pgd` for the meaning of each), keyword-only: the
+  compile-time ones of StaticOptions plus the radius and step size, which the attacks take as
+  traced values. unroll "auto" unrolls the step loop for conv
+  models on CPU; max_rows None runs all restarts at once."""
   eps: float
-  norm: str = "linf"
-  steps: int = 40
   step_size: float | None = None
-  optimizer: str = "sign"
-  restarts: int = 1
-  init: str = "uniform"
-  loss: str = "ce"
-  targeted: bool = False
-  early_stop: bool = True
-  unroll: bool | str = "auto"
-  max_rows: int | None = None
 
   def replace(self, **changes) -> "AttackSpec":
     """A copy with `changes` applied."""
