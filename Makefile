@@ -20,11 +20,12 @@ data:
 demo: setup
 	$(PY) -m dmr.main --config=configs/fashion.py:quick --workdir=$(WORKDIR)
 
+# One pytest worker per core (at most 4): most tests are bound by one compiling thread.
 test: setup
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n auto --maxprocesses=4 tests
 
 test-slow: setup
-	$(PY) -m pytest -q -m slow tests
+	$(PY) -m pytest -q -n auto --maxprocesses=4 -m slow tests
 
 # Semantic mutations of the science paths, each run against the tests that must catch it.
 mutants: setup

@@ -26,8 +26,9 @@ setuptools.setup(
     install_requires=["jax>=0.7", "optax>=0.2.4", "numpy"],
     extras_require={
         "experiments": EXPERIMENTS,
-        "dev": EXPERIMENTS + ["pytest", "pytest-timeout", "nbformat", "nbclient", "ipykernel",
-                              "equinox", "tensorboard"],  # the viewer: tests read events back
+        # tensorboard: the tests read events back with its reader.
+        "dev": EXPERIMENTS + ["pytest", "pytest-timeout", "pytest-xdist", "nbformat", "nbclient",
+                              "ipykernel", "equinox", "tensorboard"],
         # torchattacks: install it with `pip install --no-deps` (see the Makefile's bench
         # target): its torchvision requirement makes pip replace a CPU torch by a CUDA build.
         "bench": ["torch>=2.3", "torchattacks>=3.5", "scipy", "requests"],

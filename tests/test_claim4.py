@@ -155,6 +155,7 @@ def test_plan_and_fingerprint_know_the_claim4_family(tmp_path):
   assert attack[0].steps == 12 + 100 + 900
 
 
+@pytest.mark.slow  # end to end; the unit tests above cover each piece
 def test_fonts_smoke_trains_attacks_and_reports_the_claim4_family(tmp_path):
   workdir = str(tmp_path / "run")
   run_main(workdir, "--config.stages=('classifiers','attacks','report')",

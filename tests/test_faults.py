@@ -64,6 +64,7 @@ FONTS_RUN = ("--config.variants=('normal',)", "--config.manifolds=('true',)",
              "--config.stages=('classifiers','attacks','report')", "--config.train.epochs=3")
 
 
+@pytest.mark.slow  # end to end; tests/test_checkpoint.py kills mid-epoch in the default suite
 @pytest.mark.skipif(not fonts_available(), reason="needs 10 usable fonts")
 def test_killed_in_classifiers_and_in_attacks_then_rerun_matches_uninterrupted(tmp_path):
   config = "configs/fonts.py:smoke"

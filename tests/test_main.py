@@ -117,6 +117,7 @@ def test_print_config_runs_without_a_workdir():
 TINY = CLASSIFIERS_ONLY + ("--config.training_sizes=(100,)",)
 
 
+@pytest.mark.slow  # two runs end to end; tests/test_fingerprint.py covers the differences
 @pytest.mark.skipif(not fashion_mnist.has_local_files(), reason="needs dataset-fashion-mnist")
 def test_rerun_under_other_settings_is_refused_or_grouped_apart(tmp_path):
   workdir = str(tmp_path)

@@ -14,9 +14,6 @@ from nbclient import NotebookClient
 from tests.helpers import REPO
 
 NOTEBOOKS = sorted(glob.glob(os.path.join(REPO, "colab", "*.ipynb")))
-# The notebooks that train models run with the slow tests; the default suite runs the attack
-# library's notebook and the pipeline end to end (tests/test_pipeline.py).
-TRAINING_NOTEBOOKS = ("01_quickstart.ipynb", "03_reproduce_a_claim.ipynb")
 KERNEL = "dmr-tests"
 CELL_TIMEOUT = 600  # seconds: generous, for a loaded machine
 WHICH_PYTHON = "import sys; print(sys.executable)"
@@ -64,9 +61,8 @@ def execute(notebook: nbformat.NotebookNode, cwd) -> None:
                  resources={"metadata": {"path": str(cwd)}}).execute()
 
 
-@pytest.mark.parametrize("path", [
-    pytest.param(p, marks=pytest.mark.slow) if os.path.basename(p) in TRAINING_NOTEBOOKS else p
-    for p in NOTEBOOKS], ids=os.path.basename)
+@pytest.mark.slow  # a kernel per notebook; the default suite checks how they are stored
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=os.path.basename)
 def test_notebook_runs_top_to_bottom_with_the_smoke_preset(path, kernel_environment, tmp_path):
   notebook = nbformat.read(path, as_version=4)
   notebook.cells.append(nbformat.v4.new_code_cell(WHICH_PYTHON))

@@ -50,7 +50,7 @@ def run_tests(mutation: Mutation, root: pathlib.Path, timeout: int) -> tuple[str
   """'killed' | 'survived' | 'timeout' and the seconds the tests took."""
   env = {**os.environ, "PYTHONPATH": str(root), "PYTHONDONTWRITEBYTECODE": "1"}
   command = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
-             *mutation.tests]
+             "-m", "", *mutation.tests]  # -m "": the slow tests too
   start = time.perf_counter()
   try:
     result = subprocess.run(command, cwd=root, env=env, capture_output=True, timeout=timeout)
