@@ -72,24 +72,15 @@ KEPT_FIELDS = SHAPE_FIELDS + ("preset", "train.checkpoint_every_steps", "train.l
 def smoke_sized(name: str, preset: str) -> list[str]:
   """Command-line overrides giving configs/<name>.py:<preset> the sizes of its smoke preset
   (epochs, images, steps, widths) and keeping its shape (SHAPE_FIELDS) and its checkpoint and
-  log intervals: training sizes become
-  100, 200, ..., one per size of the preset."""
+  log intervals: training sizes become 100, 200, ..., one per size of the preset."""
+  from dmr import fingerprint
   shaped, smoke = get_config(name, preset), get_config(name, "smoke")
-  overrides = [f"--config.training_sizes={tuple(100 * (i + 1) for i in range(len(shaped.training_sizes)))}"]
-  flat = lambda c: {k: v for k, v in _flat(c.to_dict()).items() if k not in KEPT_FIELDS}
-  sizes = flat(smoke)
+  sizes = tuple(100 * (i + 1) for i in range(len(shaped.training_sizes)))
+  overrides = [f"--config.training_sizes={sizes}"]
+  flat = lambda c: {k: v for k, v in fingerprint.flat_fields(c).items() if k not in KEPT_FIELDS}
+  smoke_values = flat(smoke)
   for field, value in flat(shaped).items():
-    if field in sizes and sizes[field] != value:
-      value = sizes[field]
+    if field in smoke_values and smoke_values[field] != value:
+      value = smoke_values[field]
       overrides.append(f"--config.{field}={value if isinstance(value, str) else repr(value)}")
   return overrides
-
-
-def _flat(tree: dict, prefix: str = "") -> dict:
-  flat = {}
-  for key, value in tree.items():
-    if isinstance(value, dict):
-      flat.update(_flat(value, f"{prefix}{key}."))
-    else:
-      flat[f"{prefix}{key}"] = value
-  return flat
