@@ -159,6 +159,10 @@ def base(dataset: str, preset: str) -> ml_collections.ConfigDict:
   # of dmr.attacks.evaluate attacks (CROSS_CHECK_ATTACKS). An input counts as broken when either
   # breaks it; the report's off-manifold rates then count the union.
   c.attack.cross_check = placeholder(tuple)
+  # The variants whose models the attacks stage attacks: None, all of them; else a tuple, e.g.
+  # ("normal",) when only normal models' success rates are wanted (claims 1-3 read the other
+  # variants' test errors alone). Claim 4's own model family is always attacked.
+  c.attack.variants = placeholder(tuple)
 
   # On-manifold evaluation attack: L-inf eps in the latent space of the true class's VAE-GAN
   # (eps_agnostic for the class-agnostic one) or in theta space on FONTS.
@@ -235,6 +239,11 @@ def attack_spec(section: ml_collections.ConfigDict, eps: float | None = None) ->
   # XLA:CPU runs convolutions inside loop bodies ~5x slower (jax-ml/jax#12868): unroll there.
   return attacks.AttackSpec(eps=section.eps if eps is None else eps,
                             unroll=jax.default_backend() == "cpu", **options)
+
+
+def is_attacked(c: ml_collections.ConfigDict, key: dict) -> bool:
+  """Whether the attacks stage attacks the model `key` (dmr.results.model_key) names."""
+  return c.attack.variants is None or key["variant"] in c.attack.variants or "family" in key
 
 
 def model_seeds(c: ml_collections.ConfigDict) -> list[int]:
@@ -368,6 +377,10 @@ def validate(c: ml_collections.ConfigDict, train_size: int | None = None) -> Non
     _fail("classifier.architecture", c.classifier.architecture, str(sorted(ARCHITECTURES)))
   _validate_claim4(c.claim4, train_size)
   _validate_cross_check(c.attack)
+  if c.attack.variants is not None and (
+      not c.attack.variants or any(v not in c.variants for v in c.attack.variants)):
+    _fail("attack.variants", c.attack.variants,
+          f"None (every variant) or a non-empty tuple of the run's variants {tuple(c.variants)}")
 
 
 def _validate_claim4(c4: ml_collections.ConfigDict, train_size: int | None) -> None:

@@ -264,7 +264,8 @@ def attacks_stage(config: ml_collections.ConfigDict, workdir: str, mesh) -> None
   ds = load_dataset(config)
   kinds = manifolds.load(config, ds, workdir, mesh, manifolds.attack_kinds(config.manifolds))
   for record in results.load(workdir)["records"]:
-    if "test_error" not in record or "off_manifold_verified" in record:
+    if ("test_error" not in record or "off_manifold_verified" in record
+        or not dmr_config.is_attacked(config, results.record_key(record))):
       continue
     fields = attack_one_classifier(config, ds, record, kinds, workdir, mesh)
     key = results.record_key(record)

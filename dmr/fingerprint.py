@@ -24,7 +24,7 @@ NOT_RESULT_FIELDS = (
     "data.dir",
     "parallel", "train.eval_batch_size", "train.checkpoint_every_steps", "train.log_every_steps",
     "vaegan.eval_batch_size", "vaegan.checkpoint_every_steps", "vaegan.log_every_steps",
-    "attack.batch_size", "on_manifold_attack.batch_size", "claim4.training_size",
+    "attack.batch_size", "on_manifold_attack.batch_size", "claim4.training_size", "attack.variants",
 )
 # Fields that change nothing while their switch is None (claim 4's own models, the cross-check
 # attack): {field or section: switch}. Left out then, so that a config without them keeps the

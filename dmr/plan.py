@@ -20,6 +20,7 @@ import tempfile
 import jax
 import ml_collections
 
+from dmr import config as dmr_config
 from dmr import results, robustness
 from dmr.data.dataset import Dataset, num_batches
 from dmr.errors import UserError
@@ -108,7 +109,8 @@ def _models_to_attack(config, workdir: str) -> list[str]:
   trained = {_frozen(results.record_key(r)) for r in records if "test_error" in r}
   if "classifiers" in config.stages:
     trained |= {_frozen(key) for key in classifier.model_keys(config)}
-  keys = sorted((dict(k) for k in trained - attacked), key=results.sort_key)
+  keys = sorted((dict(k) for k in trained - attacked if dmr_config.is_attacked(config, dict(k))),
+                key=results.sort_key)
   return [classifier.model_name(key) for key in keys]
 
 

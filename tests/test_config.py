@@ -1,10 +1,12 @@
 """Configs: presets, command-line overrides, validation messages."""
 import os
 import subprocess
+import types
 
 import pytest
 
 from dmr import config as dmr_config
+from dmr import fingerprint, plan, results
 from tests.helpers import REPO, get_config, main_command, subprocess_env
 
 CONFIG_FILES = ["fashion", "emnist", "celeba", "fonts"]
@@ -117,3 +119,31 @@ def test_on_manifold_training_needs_its_manifold():
     dmr_config.validate(c)
   c.manifolds = ("true", "learned")  # FONTS with both manifolds side by side.
   dmr_config.validate(c)
+
+
+def test_attack_variants_choose_which_models_are_attacked(tmp_path):
+  c = get_config("fashion", "smoke")
+  c.attack.variants = ("on_adv_true",)  # Not a variant of the run.
+  with pytest.raises(ValueError, match=r"config.attack.variants=\('on_adv_true',\) is invalid; "
+                                       r"allowed: None \(every variant\) or a non-empty tuple of "
+                                       r"the run's variants \('normal', 'off_adv'"):
+    dmr_config.validate(c)
+  c.attack.variants = ()
+  with pytest.raises(ValueError, match=r"config.attack.variants=\(\) is invalid"):
+    dmr_config.validate(c)
+  before = fingerprint.result_fields(c)
+  c.attack.variants = ("normal",)
+  dmr_config.validate(c)
+  assert fingerprint.result_fields(c) == before  # Which models are attacked, not how.
+  c.variants, c.training_sizes, c.stages = ("normal", "off_adv"), (200,), ("classifiers", "attacks")
+  ds = types.SimpleNamespace(num_classes=10, image_shape=(28, 28, 1))
+  attacked = [u.name for u in plan.make(c, str(tmp_path), ds) if u.stage == "attacks"]
+  assert attacked == ["normal n=200 seed=0"]
+  # Claim 4's own family is attacked whatever attack.variants says: claim 4 reads its success.
+  family = results.model_key("off_adv", 200, 0, family="claim4")
+  assert dmr_config.is_attacked(c, family)
+  assert not dmr_config.is_attacked(c, results.model_key("off_adv", 200, 0))
+  c.attack.variants = None
+  assert dmr_config.is_attacked(c, results.model_key("off_adv", 200, 0))
+  claims = get_config("fashion", "claims")
+  assert claims.attack.variants == ("normal",) and get_config("fonts", "claims").attack.variants is None

@@ -29,4 +29,13 @@ MUTATIONS = [
     Mutation("on_outcome_rows_misplaced", "on-manifold outcomes land on the wrong test rows",
              "dmr/experiments.py", "  correct[where] = outcome.correct\n",
              "  correct[:len(where)] = outcome.correct\n", ("tests/test_robustness.py",)),
+    Mutation("attack_variants_ignored", "attack.variants does not restrict the attacked models",
+             "dmr/config.py", "  return c.attack.variants is None or key[\"variant\"] in c.attack.variants",
+             "  return True", ("tests/test_config.py",)),
+    Mutation("family_not_attacked", "claim 4's own family is skipped when attack.variants is set",
+             "dmr/config.py", " or \"family\" in key\n", "\n", ("tests/test_config.py",)),
+    Mutation("attacks_stage_attacks_every_variant", "the attacks stage attacks variants outside "
+             "attack.variants", "dmr/experiments.py",
+             "\n        or not dmr_config.is_attacked(config, results.record_key(record))):",
+             "):", ("tests/test_pipeline.py::test_claims_preset_shape_judges_claims_1_to_3",)),
 ]
