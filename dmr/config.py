@@ -378,9 +378,9 @@ def validate(c: ml_collections.ConfigDict, train_size: int | None = None) -> Non
   _validate_claim4(c.claim4, train_size)
   _validate_cross_check(c.attack)
   if c.attack.variants is not None and (
-      not c.attack.variants or any(v not in c.variants for v in c.attack.variants)):
+      not c.attack.variants or any(v not in VARIANTS for v in c.attack.variants)):
     _fail("attack.variants", c.attack.variants,
-          f"None (every variant) or a non-empty tuple of the run's variants {tuple(c.variants)}")
+          f"None (every variant) or a non-empty tuple of {VARIANTS}")
 
 
 def _validate_claim4(c4: ml_collections.ConfigDict, train_size: int | None) -> None:

@@ -123,11 +123,13 @@ def test_on_manifold_training_needs_its_manifold():
 
 def test_attack_variants_choose_which_models_are_attacked(tmp_path):
   c = get_config("fashion", "smoke")
-  c.attack.variants = ("on_adv_true",)  # Not a variant of the run.
-  with pytest.raises(ValueError, match=r"config.attack.variants=\('on_adv_true',\) is invalid; "
+  c.attack.variants = ("on_adv",)
+  with pytest.raises(ValueError, match=r"config.attack.variants=\('on_adv',\) is invalid; "
                                        r"allowed: None \(every variant\) or a non-empty tuple of "
-                                       r"the run's variants \('normal', 'off_adv'"):
+                                       r"\('normal', 'off_adv', 'on_adv_learned'"):
     dmr_config.validate(c)
+  c.attack.variants = ("on_adv_true",)  # Not a variant of this run: nothing of it to attack.
+  dmr_config.validate(c)
   c.attack.variants = ()
   with pytest.raises(ValueError, match=r"config.attack.variants=\(\) is invalid"):
     dmr_config.validate(c)
