@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ml_collections
 
-import jax
 
 from dmr import attacks, data, geometry
 from dmr.errors import UserError, suggest_names
@@ -236,9 +235,7 @@ def attack_spec(section: ml_collections.ConfigDict, eps: float | None = None) ->
   """The attack a config section (attack, on_manifold_attack, adversarial_training) describes;
   eps: its radius when the section has several (adversarial_training)."""
   options = {f: section[f] for f in ATTACK_FIELDS if f in section}
-  # XLA:CPU runs convolutions inside loop bodies ~5x slower (jax-ml/jax#12868): unroll there.
-  return attacks.AttackSpec(eps=section.eps if eps is None else eps,
-                            unroll=jax.default_backend() == "cpu", **options)
+  return attacks.AttackSpec(eps=section.eps if eps is None else eps, **options)
 
 
 def is_attacked(c: ml_collections.ConfigDict, key: dict) -> bool:
