@@ -23,7 +23,7 @@ ROWS = {
     "manifolds":            (MANIFOLDS,       ("true",),       MANIFOLDS,       MANIFOLDS),
     "variants":             (PAPER_VARIANTS,  CLAIMS_VARIANTS, QUICK_VARIANTS,  PAPER_VARIANTS),
     "training_sizes":       (None,            (500, 5000),     (500, 2000),     (200,)),
-    # Three seeds settle FONTS's claims (measured); Fashion-MNIST's claim 3 needs five.
+    # Three seeds settle FONTS's claims (measured); Fashion-MNIST's claim 3 needs more.
     "models_per_size":      (3,               3,               1,               1),
     "vaegan.latent_dim":    (10,              10,              10,              10),
     "vaegan.epochs":        (10,              5,               2,               1),
