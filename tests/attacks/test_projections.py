@@ -99,3 +99,21 @@ def test_box_face_and_no_box():
                                 [[True, True, False, False]])
   assert not projections.at_box_face(x, direction, None).any()
   np.testing.assert_array_equal(projections.clip_to_box(x + 5, None), x + 5)
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_feasible_point_retries_rows_on_the_sphere_and_falls_back_to_x(jit):
+  # L2, D = 100: a perturbation of norm exactly eps fails the first attempt (L2 rows must stay
+  # below eps (1 - (D + 2) u)) and passes the first retry, shrunk by 2 (D + 2) u; a perturbation
+  # of norm 2 eps passes no attempt and falls back to x; a short one is kept as it is.
+  d, eps = 100, 0.5
+  x = jnp.full((3, d), 0.25, jnp.float32)
+  direction = jnp.ones((d,), jnp.float32) / jnp.sqrt(jnp.float32(d))
+  delta = jnp.stack([eps * direction, 2 * eps * direction, 0.5 * eps * direction])
+  feasible = functools.partial(projections.feasible_point, eps=eps, norm="l2", bounds=(0.0, 1.0),
+                               dtype=jnp.float32)
+  point = (jax.jit(feasible) if jit else feasible)(x, delta)
+  moved = np.asarray(projections.lp_norm(point - x, "l2"))
+  assert eps * (1 - 3e-5) < moved[0] < eps * (1 - 6e-6)  # retried, not dropped
+  assert moved[1] == 0.0  # no attempt fits: x itself
+  np.testing.assert_allclose(moved[2], 0.5 * eps, rtol=1e-6)
