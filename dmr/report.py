@@ -309,14 +309,24 @@ def _share_text(m: Measure) -> str:
   return text
 
 
-def _more_data(interval: stats.Interval, threshold: float) -> str:
+def _data_factor(interval: stats.Interval, threshold: float) -> float | None:
   """How many times the data would shrink the interval's half-width to the estimate's distance
-  from the threshold (widths scale as 1 / sqrt(count))."""
+  from the threshold (widths scale as 1 / sqrt(count)); None when the estimate is on it."""
   gap = abs(interval.estimate - threshold)
-  if gap == 0:
-    return ""
-  factor = ((interval.hi - interval.lo) / 2 / gap) ** 2
-  return f" (about {math.ceil(factor)}x as many)" if factor > 1 else ""
+  return ((interval.hi - interval.lo) / 2 / gap) ** 2 if gap else None
+
+
+def _more_data(interval: stats.Interval, threshold: float) -> str:
+  factor = _data_factor(interval, threshold)
+  return f" (about {math.ceil(factor)}x as many)" if factor and factor > 1 else ""
+
+
+def _more_seeds(m: Measure, threshold: float) -> str:
+  """The models per setting that would settle m: its seeds times _data_factor (twice as many
+  without an estimate), at least one more."""
+  factor = _data_factor(m.interval, threshold) if m.interval else None
+  target = 2 * m.seeds if factor is None else max(m.seeds + 1, math.ceil(m.seeds * factor))
+  return f"more models per setting: --config.models_per_size={target}"
 
 
 def _near_chance_claim(number: int, near: list[str], chance: float, evidence: str,
@@ -511,8 +521,7 @@ def claim3(group: Group, chance: float) -> Claim:
   gaps = {n: g for n, g in gaps.items() if g is not None}
   if gaps:
     settings += [(v, n) for n in gaps for v in ("normal", on_variant)]
-    settle = "more models per setting: --config.models_per_size=5"
-    per_n = [_judge(g, 0.0, False, f"the test error change at N={n}", settle)
+    per_n = [_judge(g, 0.0, False, f"the test error change at N={n}", _more_seeds(g, 0.0))
              for n, g in gaps.items()]
     parts.append(_any_n(per_n))
     changes = ", ".join(f"{_points_text(g)} at N={n}" for n, g in gaps.items())
@@ -604,7 +613,7 @@ def claim4(group: Group, chance: float, known_manifold: bool) -> Claim:
     return _near_chance_claim(4, near, chance, evidence, figure, text)
   verdict = _all_of([
       _judge(gap, CLAIM4_MAX_ERROR_GAP, False, "the test error gap",
-             "more models per setting: --config.models_per_size=5"),
+             _more_seeds(gap, CLAIM4_MAX_ERROR_GAP)),
       _judge(success, CLAIM4_MAX_OFF_SUCCESS, False, "the off-manifold success",
              "more attacked images: a larger --config.attack.num_test")])
   return Claim(4, verdict, evidence, figure, text)
