@@ -154,3 +154,20 @@ def test_diverging_run_stops_naming_the_step_and_keeps_the_last_good_checkpoint(
   assert ckpt.latest_step() == 4
   assert float(ckpt.restore(state).value) == 4.0
   ckpt.close()
+
+
+def test_training_loop_moves_nothing_host_to_device_implicitly(tmp_path):
+  """Every step's inputs reach the device by explicit puts (the batch, sharded) or live there
+  (state, key): no Python scalar or numpy array is transferred implicitly per step, which on a
+  GPU/TPU would be a host round trip each step."""
+  from dmr.train import loop
+  model, tx, state, _, _ = make_setup()
+  rng = np.random.default_rng(0)
+  x = rng.uniform(size=(48, 28, 28, 1)).astype(np.float32)
+  y = rng.integers(0, 10, 48).astype(np.int32)
+  with jax.transfer_guard_host_to_device("disallow"):
+    state = loop.run_epochs(steps.make_train_step(model, tx), state, x, y, epochs=2,
+                            batch_size=16, seed=0, workdir=str(tmp_path),
+                            mesh=parallel.data_mesh(), checkpoint_every_steps=100,
+                            log_every_steps=2, desc="guarded")
+  assert int(state.step) == 6

@@ -93,7 +93,7 @@ def run_epochs(train_step: Callable, state, x: np.ndarray, y: np.ndarray, *, epo
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
   step_fn = jax.jit(functools.partial(_keyed_step, train_step), donate_argnums=(0,),
                     out_shardings=(replicated, replicated))
-  base_key = jax.random.key(seed)
+  base_key = jax.random.key(jax.device_put(np.uint32(seed)))  # Explicit: nothing implicit per run.
   pad_to = parallel.padded_batch_size(batch_size, mesh)
   start_epoch, start_batch = divmod(step, steps_per_epoch)
   bar = progress.bar(total_steps, desc, "step", initial=step)
