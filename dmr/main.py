@@ -67,7 +67,7 @@ _ATTACK_FIELDS = {
 }
 FIELD_HELP = {
     "dataset": "fashion_mnist | emnist | celeb_a | fonts",
-    "preset": "paper | quick | smoke: the column of defaults this config started from",
+    "preset": "paper | claims | quick | smoke: the column of defaults this config started from",
     "progress": "progress bars with ETA on a terminal (dmr.progress); False: none",
     "seed": "base seed; the models of each size have seeds seed, seed + 1, ...",
     "seeds": "offset of each random stream from the seed; changing one moves no other stream",
@@ -103,6 +103,8 @@ FIELD_HELP = {
                                        "VAE-GAN's latent space",
     "attack.cross_check": "None, or dmr.attacks.evaluate attacks run beside the paper's attack "
                           "(an input broken by either counts)",
+    "attack.variants": "None (every variant), or the variants whose models the attacks stage "
+                       "attacks (claim 4's own models always)",
     "claim4.architecture": "claim 4's own models: their classifier (None: claim 4 uses the "
                            "sweep's models)",
     "claim4.epochs": "claim 4's own models: training epochs (None: train.epochs)",

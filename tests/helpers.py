@@ -64,7 +64,7 @@ def final_state(workdir: str, variant: str, n: int, seed: int, config):
 
 # What makes a preset's shape (which models and measurements exist), and fields that change no
 # result; every other field is a size.
-SHAPE_FIELDS = ("models_per_size", "training_sizes", "variants", "manifolds")
+SHAPE_FIELDS = ("models_per_size", "training_sizes", "variants", "manifolds", "attack.variants")
 KEPT_FIELDS = SHAPE_FIELDS + ("preset", "train.checkpoint_every_steps", "train.log_every_steps",
                               "vaegan.checkpoint_every_steps", "vaegan.log_every_steps")
 
