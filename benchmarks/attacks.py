@@ -7,8 +7,8 @@ The Fashion-MNIST ConvClassifier (the paper's) is trained for one epoch on the l
 every contender attacks its first `batch` test images, L-inf eps 0.3, 40 steps, every step run
 (early_stop=False, as in adversarial training):
 - dmr's default call, `attacks.pgd(logits_fn, x, y, key=key, eps=0.3, early_stop=False)` (sign
-  steps of 2.5 eps / 40 from a uniform start; unroll="auto" keeps the lax.while_loop),
-  reported first; then the loop unrolled (unroll=True);
+  steps of 2.5 eps / 40 from a uniform start; unroll="auto" unrolls a conv model on CPU),
+  reported first; then the loop as a lax.while_loop (unroll=False) and unrolled (unroll=True);
 - the same on a user's plain model: the network as a pure JAX function of lax.conv_general_dilated
   (stride 2, BatchNorm folded into the conv) with the same weights;
 - torchattacks.PGD (same eps, step, start law) and the same loop as dmr's written in PyTorch, on
@@ -225,11 +225,13 @@ def main():
         f"{correct.mean():.2f}; plain lax model max |logit difference| {plain_gap:.1e}")
 
   contenders = {
-      "dmr pgd, defaults (while loop)": dmr_attack(logits_fn, x, y, key),
+      "dmr pgd, defaults (unroll=auto)": dmr_attack(logits_fn, x, y, key),
+      "dmr pgd, unroll=False (while loop)": dmr_attack(logits_fn, x, y, key, unroll=False),
       "dmr pgd, unroll=True": dmr_attack(logits_fn, x, y, key, unroll=True),
       "plain lax model: dmr pgd, defaults": dmr_attack(plain_fn, x, y, key),
       "plain lax model: dmr pgd, unroll=True": dmr_attack(plain_fn, x, y, key, unroll=True),
-      "dmr adam (paper), while loop": dmr_attack(logits_fn, x, y, key, **ATTACKS["adam"]),
+      "dmr adam (paper), while loop": dmr_attack(logits_fn, x, y, key, unroll=False,
+                                                 **ATTACKS["adam"]),
       "dmr adam (paper), unroll=True": dmr_attack(logits_fn, x, y, key, unroll=True,
                                                   **ATTACKS["adam"]),
       "gradient floor": gradient_floor(logits_fn, x, y),

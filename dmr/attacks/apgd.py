@@ -347,17 +347,20 @@ def host_attack(logits_fn, x, y, key, eps, bounds, spec: APGDSpec) -> AttackResu
   return _jit_result(logits_fn, best[0], y, jnp.stack(per_run), best[1], spec)
 
 
-def choose_loop(unroll: bool | str, host_loop: bool) -> str:
+def choose_loop(unroll: bool | str, host_loop: bool, model: ModelInfo, eager: bool) -> str:
   """How apgd runs its steps: "host" (a Python loop of compiled steps), "unrolled", or
   "rolled" (a lax.while_loop).
 
   host_loop=True: "host". unroll="auto" never unrolls: compiling 100 unrolled APGD steps of a
-  conv model takes a minute, and on XLA:CPU (jax 0.10) the rolled loop runs them as fast as
-  the host loop or the unrolled one (measured: 1.17 s, 1.18 s, 1.24 s per call at 1 core).
+  conv model takes minutes. Where projected_gradient.resolve_unroll would unroll (a conv model
+  on CPU, whose convolutions XLA:CPU runs slowly inside compiled loops) it picks "host" when
+  called eagerly (fast kernels, compiled in seconds) and "rolled" under jax.jit/vmap.
   """
   if host_loop:
     return "host"
-  return "unrolled" if resolve_unroll(unroll) else "rolled"
+  if unroll == "auto":
+    return "host" if eager and resolve_unroll(unroll, model) else "rolled"
+  return "unrolled" if unroll else "rolled"
 
 
 def validate(spec: APGDSpec, unroll, host_loop: bool, key, eps, x, y, bounds) -> None:
@@ -410,11 +413,13 @@ def apgd(logits_fn: LogitsFn, x: jax.Array, y: jax.Array, *, key: jax.Array, eps
     restarts: runs per loss target, each from a new random start.
     target_classes: targeted losses only: how many target classes (<= K - 1; AutoAttack: 9).
     bounds: (lo, hi) box of valid inputs (scalars or arrays broadcastable to one input), or None.
-    unroll: True unrolls the step loop (compiling 100 unrolled steps of a conv model takes a
-      minute); False or "auto" (default) keeps a lax.while_loop, which ends once every row is
-      fooled (see choose_loop).
-    host_loop: drive the steps from Python, one compiled call each (apgd can then not be
-      called inside jax.jit/vmap). Ends (checked every 10 steps) once all are fooled.
+    unroll: True unrolls the step loop (fast steps on XLA:CPU, but compiling 100 unrolled steps
+      of a conv model takes minutes); False keeps a lax.while_loop, which ends once every row
+      is fooled; "auto" (default) never unrolls: for a conv model on CPU it runs the host loop
+      when called eagerly, else (and for every other model) the lax loop (see choose_loop).
+    host_loop: drive the steps from Python, one compiled call each: on XLA:CPU several times
+      faster than the rolled loop for conv models and compiled in seconds, but apgd can then
+      not be called inside jax.jit/vmap. Ends (checked every 10 steps) once all are fooled.
 
   Returns:
     AttackResult(x_adv [B, ...] in x's dtype, success [B], success_per_restart [runs, B],
@@ -430,7 +435,7 @@ def apgd(logits_fn: LogitsFn, x: jax.Array, y: jax.Array, *, key: jax.Array, eps
   validate(spec, unroll, host_loop, key, eps, x, y, bounds)
   model = inspect_model(logits_fn, x)
   check_classes(spec, model, x, y)
-  loop = choose_loop(unroll, host_loop)
+  loop = choose_loop(unroll, host_loop, model, validation.is_concrete(x, y, key, eps, bounds))
   spec = dataclasses.replace(spec, unroll=loop == "unrolled")
   run = host_attack if loop == "host" else compiled_attack
   return run(as_pytree_fn(logits_fn), x, y, key, eps, bounds, spec)

@@ -93,7 +93,7 @@ def latent_pgd(decode_fn: Callable[[jax.Array], jax.Array],
   validation.check_y_true(y_true, y, targeted)
   model = projected_gradient.inspect_model(_codes_to_logits(decode_fn, logits_fn), z)
   projected_gradient.check_model(model, z, y, y_true, targeted)
-  spec = dataclasses.replace(spec, unroll=projected_gradient.resolve_unroll(unroll))
+  spec = dataclasses.replace(spec, unroll=projected_gradient.resolve_unroll(unroll, model))
   step_size = projected_gradient.resolve_step_size(step_size, eps, spec)
   return projected_gradient.run_compiled(_latent_attack, (decode_fn, logits_fn), z, y, key, eps,
                                          step_size, box, spec=spec)

@@ -6,9 +6,9 @@ per row the iterate to return:
   early_stop=True:  the FIRST successful iterate (frozen from then on), else the highest loss;
   early_stop=False: the highest-loss iterate over all steps (what adversarial training uses).
 The loop ends early once every row has succeeded (early_stop=True only). unroll=True replaces it
-by a fully unrolled loop, whose compile time grows with the steps; unroll="auto" keeps the
-while loop, which on XLA:CPU (jax 0.10) runs conv models as fast as the unrolled loop with sign
-steps and faster with Adam (benchmarks/attacks.py), and compiles several times faster. With
+by a fully unrolled loop: XLA:CPU compiles convolutions inside loop bodies to a slow generic
+kernel (jax-ml/jax#12868), so on CPU unrolling makes conv models several times faster, at a
+compile time that grows with the steps; unroll="auto" unrolls conv models on CPU only. With
 max_rows, the restarts run in chunks of at most max_rows rows (a lax.map over chunks).
 
 The attack computes in float32 (or wider) whatever the input dtype; every iterate it evaluates
@@ -23,6 +23,7 @@ import inspect
 from typing import Any, Callable, NamedTuple
 
 import jax
+import jax.extend
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -282,8 +283,18 @@ _apply = jax.jit(lambda fn, x: fn(x))
 
 
 class ModelInfo(NamedTuple):
-  """What an abstract evaluation of logits_fn on x tells: its output."""
+  """What an abstract evaluation of logits_fn on x tells: its output and whether it convolves."""
   logits: jax.ShapeDtypeStruct
+  convolves: bool
+
+
+def _primitive_names(jaxpr) -> set[str]:
+  names = set()
+  for eqn in jaxpr.eqns:
+    names.add(eqn.primitive.name)
+    for inner in jax.extend.core.jaxprs_in_params(eqn.params):
+      names |= _primitive_names(inner)
+  return names
 
 
 def inspect_model(fn: Callable, x) -> ModelInfo:
@@ -291,8 +302,9 @@ def inspect_model(fn: Callable, x) -> ModelInfo:
   fn, so new params add no trace; traced afresh for any other fn."""
   like = jax.ShapeDtypeStruct(np.shape(x), jnp.result_type(x))
   traced = _apply.trace(fn, like) if is_reusable(fn) else jax.jit(fn).trace(like)
+  convolves = "conv_general_dilated" in _primitive_names(traced.jaxpr.jaxpr)
   logits = traced.jaxpr.out_avals[0]
-  return ModelInfo(jax.ShapeDtypeStruct(logits.shape, logits.dtype))
+  return ModelInfo(jax.ShapeDtypeStruct(logits.shape, logits.dtype), convolves)
 
 
 def check_model(model: ModelInfo, x, y, y_true, targeted: bool) -> None:
@@ -309,9 +321,12 @@ def check_model(model: ModelInfo, x, y, y_true, targeted: bool) -> None:
     validation.check_targets(y, y_true, targeted)
 
 
-def resolve_unroll(unroll: bool | str) -> bool:
-  """unroll="auto": False, the while loop (see the module docstring); else unroll."""
-  return unroll is True
+def resolve_unroll(unroll: bool | str, model: ModelInfo) -> bool:
+  """unroll="auto": True on CPU for a model with convolutions (XLA:CPU runs them slowly inside
+  loop bodies, jax-ml/jax#12868), else False (an unrolled loop only costs compile time)."""
+  if unroll == "auto":
+    return jax.default_backend() == "cpu" and model.convolves
+  return unroll
 
 
 def pgd(logits_fn: LogitsFn, x: jax.Array, y: jax.Array, *, key: jax.Array, eps: float,
@@ -356,8 +371,9 @@ def pgd(logits_fn: LogitsFn, x: jax.Array, y: jax.Array, *, key: jax.Array, eps:
     early_stop: True: each restart keeps its first successful iterate (evaluation), and the
       loop stops once all have one; False: its highest-loss iterate over all steps (adversarial
       training).
-    unroll: True unrolls the step loop (no early exit; compile time grows with steps); False
-      or "auto" (default) keeps a lax.while_loop, as fast on XLA:CPU (jax 0.10) and GPU/TPU.
+    unroll: True unrolls the step loop (no early exit; compile time grows with steps), several
+      times faster for conv models on XLA:CPU; False keeps a lax.while_loop (best on GPU/TPU);
+      "auto" (default): True on CPU when logits_fn has convolutions, else False.
     max_rows: None runs all B * restarts rows at once; an int runs the restarts in sequential
       chunks of at most max_rows rows (at least one restart per chunk) to bound memory. The
       result is the same.
@@ -377,6 +393,6 @@ def pgd(logits_fn: LogitsFn, x: jax.Array, y: jax.Array, *, key: jax.Array, eps:
   validation.check_y_true(y_true, y, targeted)
   model = inspect_model(logits_fn, x)
   check_model(model, x, y, y_true, targeted)
-  spec = dataclasses.replace(spec, unroll=resolve_unroll(unroll))
+  spec = dataclasses.replace(spec, unroll=resolve_unroll(unroll, model))
   step_size = resolve_step_size(step_size, eps, spec)
   return run_compiled(attack, (logits_fn,), x, y, key, eps, step_size, bounds, spec=spec)

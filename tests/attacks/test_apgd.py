@@ -7,6 +7,7 @@ import pytest
 
 from dmr.attacks import lp_norm
 from dmr.attacks.apgd import apgd, checkpoint_schedule, choose_loop
+from dmr.attacks.projected_gradient import ModelInfo
 from dmr.attacks.projections import project_l1_box
 
 DIM = 100
@@ -222,8 +223,13 @@ def test_outputs_keep_the_input_dtype_and_exact_constraints(dtype, norm):
   assert x_adv.min() >= 0.0 and x_adv.max() <= 1.0
 
 
-def test_auto_keeps_the_compiled_loop():
-  assert choose_loop("auto", False) == "rolled"
-  assert choose_loop(True, False) == "unrolled"
-  assert choose_loop(False, False) == "rolled"
-  assert choose_loop("auto", True) == "host"
+def test_auto_never_unrolls_and_leaves_the_compiled_loop_for_conv_models_on_cpu():
+  logits = jax.ShapeDtypeStruct((2, 10), jnp.float32)
+  conv, dense = ModelInfo(logits, True), ModelInfo(logits, False)
+  on_cpu = jax.default_backend() == "cpu"
+  assert choose_loop("auto", False, conv, eager=True) == ("host" if on_cpu else "rolled")
+  assert choose_loop("auto", False, conv, eager=False) == "rolled"    # under jit or vmap
+  assert choose_loop("auto", False, dense, eager=True) == "rolled"
+  assert choose_loop(True, False, dense, eager=True) == "unrolled"
+  assert choose_loop(False, False, conv, eager=True) == "rolled"
+  assert choose_loop("auto", True, dense, eager=True) == "host"

@@ -10,10 +10,10 @@ MUTATIONS = [
     Mutation("apgd_no_step_halving", "APGD keeps its step size at every checkpoint",
              "dmr/attacks/apgd.py", "step=jnp.where(halve, s.step / 2.0, s.step)",
              "step=s.step", APGD_TESTS),
-    Mutation("apgd_auto_unrolls", "apgd unroll='auto' unrolls (a minute to compile for a conv "
-             "model) instead of keeping the while loop", "dmr/attacks/apgd.py",
-             'return "unrolled" if resolve_unroll(unroll) else "rolled"',
-             'return "unrolled" if unroll else "rolled"', APGD_TESTS),
+    Mutation("apgd_auto_unrolls", "apgd unroll='auto' unrolls conv models on CPU (minutes to "
+             "compile) instead of the host loop", "dmr/attacks/apgd.py",
+             'return "host" if eager and resolve_unroll(unroll, model) else "rolled"',
+             'return "unrolled" if resolve_unroll(unroll, model) else "rolled"', APGD_TESTS),
     Mutation("apgd_output_rounded_past_eps", "APGD iterates clipped and cast, not made exactly "
              "feasible in the input dtype", "dmr/attacks/apgd.py",
              "return projections.feasible_point(x, delta, eps, norm, bounds, dtype)",
