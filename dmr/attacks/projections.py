@@ -170,21 +170,12 @@ def feasible_point(x: jax.Array, delta: jax.Array, eps, norm: str, bounds: Bound
   project_perturbation. The result holds values of `dtype`, lies inside `bounds` and between
   x and x + delta per coordinate, and lp_norm(result - x) <= eps evaluated in x's dtype in any
   summation order. Rounding (x + delta, then toward x in `dtype`) can overshoot eps by an ulp;
-  such rows retry with delta shrunk by (D + 2) u times 2 and 8, and finally fall back to x. The
-  retries run only when some row needs them (a lax.cond: in an attack step, almost never).
+  such rows retry with delta shrunk by (D + 2) u times 2 and 8, and finally fall back to x.
   """
   slack = (_rows(x).shape[1] + 2) * jnp.finfo(x.dtype).eps / 2
-
-  def attempt(shrink, point, done):
+  point, done = x, jnp.zeros(x.shape[0], bool)
+  for shrink in (0.0, 2 * slack, 8 * slack):
     candidate = round_toward(clip_to_box(x + (1 - shrink) * delta, bounds), x, dtype)
     take = ~done & _within(candidate - x, eps, norm)
-    return jnp.where(per_row(take, x), candidate, point), done | take
-
-  def retry(point, done):
-    for shrink in (2 * slack, 8 * slack):
-      point, done = attempt(shrink, point, done)
-    return point, done
-
-  point, done = attempt(0.0, x, jnp.zeros(x.shape[0], bool))
-  point, _ = jax.lax.cond(jnp.all(done), lambda *carry: carry, retry, point, done)
+    point, done = jnp.where(per_row(take, x), candidate, point), done | take
   return point
