@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ml_collections
 
-
 from dmr import attacks, data, geometry
 from dmr.errors import UserError, suggest_names
 
@@ -238,7 +237,7 @@ def attack_spec(section: ml_collections.ConfigDict, eps: float | None = None) ->
   options = {f: section[f] for f in ATTACK_FIELDS if f in section}
   # The rolled loop (unroll=False): dmr's own models compute their convolutions in forms that
   # XLA:CPU runs as fast inside a loop body as unrolled (benchmarks/attacks.py: as fast with sign
-  # steps, 14-20% faster with Adam), and it compiles several times faster and can end early.
+  # steps, 15-21% faster with Adam), and it compiles several times faster and can end early.
   return attacks.AttackSpec(eps=section.eps if eps is None else eps, unroll=False, **options)
 
 
