@@ -264,11 +264,11 @@ def attacks_stage(config: ml_collections.ConfigDict, workdir: str, mesh) -> None
   ds = load_dataset(config)
   kinds = manifolds.load(config, ds, workdir, mesh, manifolds.attack_kinds(config.manifolds))
   for record in results.load(workdir)["records"]:
+    key = results.record_key(record)
     if ("test_error" not in record or "off_manifold_verified" in record
-        or not dmr_config.is_attacked(config, results.record_key(record))):
+        or not dmr_config.is_attacked(config, key)):
       continue
     fields = attack_one_classifier(config, ds, record, kinds, workdir, mesh)
-    key = results.record_key(record)
     if jax.process_index() == 0:
       results.update_record(workdir, **key, **fields)
     logging.info("%s: %s", classifier.model_name(key), success_text(fields))

@@ -36,6 +36,6 @@ MUTATIONS = [
              "dmr/config.py", " or \"family\" in key\n", "\n", ("tests/test_config.py",)),
     Mutation("attacks_stage_attacks_every_variant", "the attacks stage attacks variants outside "
              "attack.variants", "dmr/experiments.py",
-             "\n        or not dmr_config.is_attacked(config, results.record_key(record))):",
+             "\n        or not dmr_config.is_attacked(config, key)):",
              "):", ("tests/test_pipeline.py::test_claims_preset_shape_judges_claims_1_to_3",)),
 ]
