@@ -103,6 +103,9 @@ def base(dataset: str, preset: str) -> ml_collections.ConfigDict:
   c.training_sizes = PAPER_TRAINING_SIZES
   c.models_per_size = 3
   c.variants = PAPER_VARIANTS
+  # Per variant, the N of training_sizes it trains at (None: every one); see `training_sizes_of`.
+  c.variant_training_sizes = ml_collections.ConfigDict(
+      {variant: placeholder(tuple) for variant in VARIANTS})
   # The data manifolds of the run (dmr.manifolds): "learned" (VAE-GANs, stage `manifolds`),
   # "true" (the known FONTS manifold). The first is the one the attacks stage reports.
   c.manifolds = ("learned",)
@@ -118,6 +121,9 @@ def base(dataset: str, preset: str) -> ml_collections.ConfigDict:
 
   c.train = ml_collections.ConfigDict()
   c.train.epochs = 20
+  # None: `epochs` at every N (the paper). Else every classifier trains at least this many
+  # optimizer steps: at small N its epochs rise to ceil(min_steps / batches per epoch).
+  c.train.min_steps = placeholder(int)
   c.train.batch_size = 100
   c.train.learning_rate = 0.01
   c.train.lr_decay = 0.95  # Per epoch, applied continuously every batch.
@@ -241,6 +247,14 @@ def attack_spec(section: ml_collections.ConfigDict, eps: float | None = None) ->
   return attacks.AttackSpec(eps=section.eps if eps is None else eps, unroll=False, **options)
 
 
+def training_sizes_of(c: ml_collections.ConfigDict, variant: str) -> tuple[int, ...]:
+  """The N of c.training_sizes at which `variant` trains: all of them, or those also in
+  c.variant_training_sizes[variant] when that is set (e.g. adversarial training only at small N,
+  where its effect is, while normal models also train at large N)."""
+  only = c.variant_training_sizes[variant]
+  return tuple(n for n in c.training_sizes if only is None or n in only)
+
+
 def is_attacked(c: ml_collections.ConfigDict, key: dict) -> bool:
   """Whether the attacks stage attacks the model `key` (dmr.results.model_key) names."""
   return c.attack.variants is None or key["variant"] in c.attack.variants or "family" in key
@@ -321,11 +335,23 @@ def validate(c: ml_collections.ConfigDict, train_size: int | None = None) -> Non
     if train_size and n > train_size:
       _fail("training_sizes", tuple(c.training_sizes),
             f"sizes up to {train_size}, the size of {c.dataset}'s training set")
+  for variant in VARIANTS:
+    sizes = c.variant_training_sizes[variant]
+    if sizes is not None and (not sizes or any(not isinstance(n, int) or n <= 0 for n in sizes)):
+      _fail(f"variant_training_sizes.{variant}", sizes,
+            "None (every N of training_sizes) or a non-empty tuple of positive integers")
+    if variant in c.variants and not training_sizes_of(c, variant):
+      _fail(f"variant_training_sizes.{variant}", sizes,
+            f"sizes that include one of training_sizes {tuple(c.training_sizes)}, so that "
+            f"{variant} trains at some N (or drop it from config.variants)")
   for field in ("models_per_size", "train.epochs", "train.batch_size", "train.eval_batch_size",
                 "train.checkpoint_every_steps", "train.log_every_steps"):
     value = _get(c, field)
     if not isinstance(value, int) or value <= 0:
       _fail(field, value, "a positive integer")
+  if c.train.min_steps is not None and (not isinstance(c.train.min_steps, int)
+                                        or c.train.min_steps <= 0):
+    _fail("train.min_steps", c.train.min_steps, "a positive integer, or None (epochs at every N)")
   for field in ("attack.steps", "attack.restarts", "attack.num_test", "attack.batch_size",
                 "on_manifold_attack.steps", "on_manifold_attack.restarts",
                 "on_manifold_attack.num_test", "on_manifold_attack.batch_size",

@@ -57,7 +57,7 @@ def train_one_classifier(config: ml_collections.ConfigDict, ds: Dataset, variant
   subset = ds.first_n(n)
   model_dir = classifier.model_dir(workdir, variant, n, seed, family)
   return loop.run_epochs(
-      train_step, state, subset.x_train, subset.y_train, epochs=t.epochs,
+      train_step, state, subset.x_train, subset.y_train, epochs=classifier.training_epochs(t, n),
       batch_size=t.batch_size, seed=dmr_config.seed(config, "data_order", seed),
       workdir=model_dir, mesh=mesh,
       checkpoint_every_steps=t.checkpoint_every_steps, log_every_steps=t.log_every_steps,

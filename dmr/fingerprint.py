@@ -25,11 +25,13 @@ NOT_RESULT_FIELDS = (
     "parallel", "train.eval_batch_size", "train.checkpoint_every_steps", "train.log_every_steps",
     "vaegan.eval_batch_size", "vaegan.checkpoint_every_steps", "vaegan.log_every_steps",
     "attack.batch_size", "on_manifold_attack.batch_size", "claim4.training_size", "attack.variants",
+    "variant_training_sizes",
 )
 # Fields that change nothing while their switch is None (claim 4's own models, the cross-check
 # attack): {field or section: switch}. Left out then, so that a config without them keeps the
 # fingerprint it had before they existed; in the fingerprint once the switch is set.
-OFF_WHILE_UNSET = {"claim4": "claim4.architecture", "attack.cross_check": "attack.cross_check"}
+OFF_WHILE_UNSET = {"claim4": "claim4.architecture", "attack.cross_check": "attack.cross_check",
+                   "train.min_steps": "train.min_steps"}
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict:

@@ -73,6 +73,7 @@ FIELD_HELP = {
     "seeds": "offset of each random stream from the seed; changing one moves no other stream",
     "stages": "stages to run, in order: manifolds, classifiers, attacks, distances, report",
     "training_sizes": "training set sizes N (the first N training images)",
+    "variant_training_sizes": "per variant, the N of training_sizes it trains at (None: all)",
     "models_per_size": "models (seeds) per variant and training size",
     "variants": "training variants: normal, off_adv, on_adv_learned, on_adv_true, stn_augm, "
                 "stn_adv",
@@ -87,6 +88,7 @@ FIELD_HELP = {
     "data.max_fonts": "FONTS: use only the first fonts (None: every usable font)",
     "classifier.architecture": "classifier network",
     "train.epochs": "classifier training epochs",
+    "train.min_steps": "least optimizer steps per classifier; epochs rise at small N (None: off)",
     "train.batch_size": "classifier training batch size (half clean, half the variant's)",
     "train.learning_rate": "Adam learning rate",
     "train.lr_decay": "learning-rate decay per epoch, applied continuously every batch",

@@ -92,7 +92,7 @@ def _classifier_units(config, ds: Dataset, workdir: str) -> list[Unit]:
           lambda k: classifier.initial_state(c, ds, 1, k)[2])
     units.append(Unit("classifiers", classifier.model_name(key),
                       ("data",) + (_needs(kind) if kind else ()), _frozen(key) in finished,
-                      t.epochs * num_batches(key["n"], t.batch_size),
+                      classifier.training_epochs(t, key["n"]) * num_batches(key["n"], t.batch_size),
                       CHECKPOINTS_ON_DISK * sizes[c.classifier.architecture]))
   return units
 

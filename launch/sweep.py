@@ -10,7 +10,8 @@ Each job is one `python -m dmr.main` process for one model:
 It runs in three steps, each process logging to WORKDIR/logs/<name>.log:
   1. the manifolds stage alone, once, when a job needs the VAE-GANs (variant on_adv_learned, or
      --stages beyond classifiers) and the config's stages include it;
-  2. the jobs, at most --jobs at a time, in the order variant, N, seed (job index 0, 1, ...);
+  2. the jobs, at most --jobs at a time, in the order variant, N, seed (job index 0, 1, ...),
+     each variant at its N (--config.variant_training_sizes.<variant>=... narrows them);
   3. once every job succeeded, one run of the config's remaining stages over all models (e.g.
      attacks, distances, report; finished work is skipped), unless --no-final.
 Then it prints a summary: jobs ok and failed, times, where the results are, the verdict of each
@@ -78,6 +79,8 @@ class Sweep:
   shared_args: tuple[str, ...]  # --config=... and the pass-through overrides
   dataset: str = "fashion_mnist"
   merge_with: tuple[str, ...] = ()  # other workdirs merged into WORKDIR/report-merged
+  # (variant, N) pairs trained (config.training_sizes_of); None: every variant at every N.
+  settings: tuple[tuple[str, int], ...] | None = None
 
 
 def comma_list(item_type):
@@ -156,7 +159,8 @@ def plan_sweep(args: argparse.Namespace, overrides: list[str]) -> Sweep:
     raise ValueError(f"--merge-with: no results.json in {', '.join(missing)}")
   return Sweep(os.path.abspath(args.workdir), variants, tuple(swept.training_sizes), seeds,
                tuple(args.stages), first, () if args.no_final else final, shared,
-               config.dataset, tuple(os.path.abspath(w) for w in args.merge_with))
+               config.dataset, tuple(os.path.abspath(w) for w in args.merge_with),
+               tuple((v, n) for v in variants for n in dmr_config.training_sizes_of(swept, v)))
 
 
 def tuple_literal(values) -> str:
@@ -177,7 +181,8 @@ def main_command(sweep: Sweep, variants, sizes, seed: int, models_per_size: int,
 def model_jobs(sweep: Sweep) -> list[Job]:
   """One job per (variant, N, seed), in this order: the job index of Slurm array tasks."""
   return [Job(f"{v}_n{n}_seed{s}", main_command(sweep, (v,), (n,), s, 1, sweep.job_stages))
-          for v in sweep.variants for n in sweep.sizes for s in sweep.seeds]
+          for v, n in sweep.settings or [(v, n) for v in sweep.variants for n in sweep.sizes]
+          for s in sweep.seeds]
 
 
 def all_models_job(sweep: Sweep, name: str, stages) -> Job | None:

@@ -65,19 +65,28 @@ def final_state(workdir: str, variant: str, n: int, seed: int, config):
 # What makes a preset's shape (which models and measurements exist), and fields that change no
 # result; every other field is a size.
 SHAPE_FIELDS = ("models_per_size", "training_sizes", "variants", "manifolds", "attack.variants")
+# train.min_steps: None at smoke scale, which no flag can set; a caller passes its own.
 KEPT_FIELDS = SHAPE_FIELDS + ("preset", "train.checkpoint_every_steps", "train.log_every_steps",
-                              "vaegan.checkpoint_every_steps", "vaegan.log_every_steps")
+                              "vaegan.checkpoint_every_steps", "vaegan.log_every_steps",
+                              "train.min_steps")
 
 
 def smoke_sized(name: str, preset: str) -> list[str]:
   """Command-line overrides giving configs/<name>.py:<preset> the sizes of its smoke preset
-  (epochs, images, steps, widths) and keeping its shape (SHAPE_FIELDS) and its checkpoint and
-  log intervals: training sizes become 100, 200, ..., one per size of the preset."""
+  (epochs, images, steps, widths) and keeping its shape (SHAPE_FIELDS), its checkpoint and
+  log intervals and its train.min_steps: training sizes become 100, 200, ..., one per size of
+  the preset, and so do the sizes of its variant_training_sizes."""
   from dmr import fingerprint
   shaped, smoke = get_config(name, preset), get_config(name, "smoke")
   sizes = tuple(100 * (i + 1) for i in range(len(shaped.training_sizes)))
   overrides = [f"--config.training_sizes={sizes}"]
-  flat = lambda c: {k: v for k, v in fingerprint.flat_fields(c).items() if k not in KEPT_FIELDS}
+  smoke_n = dict(zip(shaped.training_sizes, sizes))
+  for variant, only in shaped.variant_training_sizes.items():  # Same shape at the smoke sizes.
+    if only is not None:
+      overrides.append(f"--config.variant_training_sizes.{variant}="
+                       f"{tuple(smoke_n[n] for n in only if n in smoke_n)}")
+  flat = lambda c: {k: v for k, v in fingerprint.flat_fields(c).items()
+                    if k not in KEPT_FIELDS and not k.startswith("variant_training_sizes.")}
   smoke_values = flat(smoke)
   for field, value in flat(shaped).items():
     if field in smoke_values and smoke_values[field] != value:

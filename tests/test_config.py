@@ -7,6 +7,7 @@ import pytest
 
 from dmr import config as dmr_config
 from dmr import fingerprint, plan, results
+from dmr.train import classifier
 from tests.helpers import REPO, get_config, main_command, subprocess_env
 
 CONFIG_FILES = ["fashion", "emnist", "celeba", "fonts"]
@@ -119,6 +120,54 @@ def test_on_manifold_training_needs_its_manifold():
     dmr_config.validate(c)
   c.manifolds = ("true", "learned")  # FONTS with both manifolds side by side.
   dmr_config.validate(c)
+
+
+def test_min_steps_raises_epochs_at_small_n_only(tmp_path):
+  c = get_config("fashion", "smoke")
+  c.train.epochs, c.train.batch_size = 10, 100
+  before = fingerprint.result_fields(c)
+  assert "train.min_steps" not in before  # Off: workdirs made before the field keep their digest.
+  assert [classifier.training_epochs(c.train, n) for n in (250, 2000)] == [10, 10]
+  c.train.min_steps = 120
+  dmr_config.validate(c)
+  # 250 images are 3 batches per epoch: 40 epochs reach 120 steps; 2000 images reach 200 in 10.
+  assert [classifier.training_epochs(c.train, n) for n in (250, 1000, 2000)] == [40, 12, 10]
+  assert fingerprint.result_fields(c)["train.min_steps"] == 120
+  c.variants, c.training_sizes, c.stages = ("normal",), (250, 2000), ("classifiers",)
+  ds = types.SimpleNamespace(num_classes=10, image_shape=(28, 28, 1))
+  assert [u.steps for u in plan.make(c, str(tmp_path), ds)] == [120, 200]
+  for bad in (0, -5):
+    c.train.min_steps = bad
+    with pytest.raises(ValueError, match=r"config.train.min_steps=.* is invalid; allowed: a "
+                                         r"positive integer, or None \(epochs at every N\)"):
+      dmr_config.validate(c)
+  assert get_config("fashion", "claims").train.min_steps == 120
+  assert get_config("fashion", "paper").train.min_steps is None  # The paper: epochs at every N.
+
+
+def test_variant_training_sizes_narrow_the_n_of_one_variant(tmp_path):
+  c = get_config("fashion", "smoke")
+  c.variants, c.training_sizes, c.models_per_size = ("normal", "on_adv_learned"), (250, 8000), 1
+  before = fingerprint.result_fields(c)
+  c.variant_training_sizes.on_adv_learned = (250, 500)
+  dmr_config.validate(c)
+  assert fingerprint.result_fields(c) == before  # Which models are trained, not how.
+  assert dmr_config.training_sizes_of(c, "on_adv_learned") == (250,)
+  assert dmr_config.training_sizes_of(c, "normal") == (250, 8000)
+  assert [(k["variant"], k["n"]) for k in classifier.model_keys(c)] == [
+      ("normal", 250), ("normal", 8000), ("on_adv_learned", 250)]
+  c.stages = ("classifiers",)
+  ds = types.SimpleNamespace(num_classes=10, image_shape=(28, 28, 1))
+  assert [u.name for u in plan.make(c, str(tmp_path), ds)] == [
+      "normal n=250 seed=0", "normal n=8000 seed=0", "on_adv_learned n=250 seed=0"]
+  c.variant_training_sizes.on_adv_learned = (500,)
+  with pytest.raises(ValueError, match=r"config.variant_training_sizes.on_adv_learned=\(500,\) is "
+                                       r"invalid; allowed: sizes that include one of training_sizes"):
+    dmr_config.validate(c)
+  c.variant_training_sizes.on_adv_learned = ()
+  with pytest.raises(ValueError, match=r"allowed: None \(every N of training_sizes\) or a "
+                                       r"non-empty tuple"):
+    dmr_config.validate(c)
 
 
 def test_attack_variants_choose_which_models_are_attacked(tmp_path):

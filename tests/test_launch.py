@@ -112,6 +112,13 @@ def test_sweep_dry_run_prints_one_command_per_model(tmp_path):
   assert "'--config.stages=(\"manifolds\",)'" in first  # on_adv_learned needs the VAE-GANs
   assert "'--config.stages=(\"attacks\", \"distances\", \"report\")'" in final
   assert not list(tmp_path.iterdir())  # a dry run writes nothing
+  # on_adv_learned narrowed to N=200: its N=300 jobs are not planned, normal keeps both N.
+  out = run_sweep(SMOKE, f"--workdir={workdir}", "--variants=normal,on_adv_learned",
+                  "--sizes=200,300", "--seeds=0,1", "--dry-run",
+                  "--config.variant_training_sizes.on_adv_learned=(200,)").stdout
+  names = re.findall(r"--config.variants=\(\"(\w+)\",\)' '--config.training_sizes=\((\d+),\)'",
+                     out)
+  assert names == [("normal", "200")] * 2 + [("normal", "300")] * 2 + [("on_adv_learned", "200")] * 2
 
 
 def test_sweep_plan_and_option_errors(tmp_path):

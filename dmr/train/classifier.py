@@ -2,7 +2,7 @@
 checkpoint as a pure logits_fn. Each lives in workdir/models/<variant>/n<N>/seed<S>/, or
 workdir/models/<family>/<variant>/n<N>/seed<S>/ for a model family of its own.
 
-Families: the sweep (family None: config.variants x config.training_sizes, under
+Families: the sweep (family None: each of config.variants at its training sizes, under
 config.classifier and config.train) and, when config.claim4.architecture is set, "claim4":
 normal and off_adv at one N under claim 4's own architecture and epochs (`family_config`).
 """
@@ -44,8 +44,8 @@ def model_keys(config: ml_collections.ConfigDict) -> list[dict]:
   """results.model_key of every model the classifiers stage trains, in training order: the
   sweep's, then claim 4's own family when claim4.architecture is set."""
   seeds = dmr_config.model_seeds(config)
-  keys = [results.model_key(v, n, s) for v in config.variants for n in config.training_sizes
-          for s in seeds]
+  keys = [results.model_key(v, n, s) for v in config.variants
+          for n in dmr_config.training_sizes_of(config, v) for s in seeds]
   if config.claim4.architecture is not None:
     keys += [results.model_key(v, claim4_size(config), s, CLAIM4) for v in CLAIM4_VARIANTS
              for s in seeds]
@@ -66,12 +66,21 @@ def family_config(config: ml_collections.ConfigDict,
   return c
 
 
+def training_epochs(train: ml_collections.ConfigDict, n: int) -> int:
+  """Epochs a classifier trains on N images under `train` (a config.train): train.epochs, raised
+  at small N to reach train.min_steps optimizer steps when that is set."""
+  if train.min_steps is None:
+    return train.epochs
+  return max(train.epochs, -(-train.min_steps // num_batches(n, train.batch_size)))
+
+
 def family_fields(config: ml_collections.ConfigDict, family: str | None) -> dict:
   """Record fields naming how a family's models were trained ({} for the sweep's)."""
   if family is None:
     return {}
   c = family_config(config, family)
-  return {"architecture": c.classifier.architecture, "epochs": c.train.epochs}
+  return {"architecture": c.classifier.architecture,
+          "epochs": training_epochs(c.train, claim4_size(c))}
 
 
 def make_model(config: ml_collections.ConfigDict, num_classes: int):
