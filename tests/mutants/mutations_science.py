@@ -38,4 +38,10 @@ MUTATIONS = [
              "attack.variants", "dmr/experiments.py",
              "\n        or not dmr_config.is_attacked(config, key)):",
              "):", ("tests/test_pipeline.py::test_claims_preset_shape_judges_claims_1_to_3",)),
+    Mutation("min_steps_ignored", "train.min_steps does not raise the epochs at small N",
+             "dmr/train/classifier.py", "  if train.min_steps is None:\n    return train.epochs\n",
+             "  return train.epochs\n", ("tests/test_config.py",)),
+    Mutation("variant_training_sizes_ignored", "every variant trains at every N",
+             "dmr/config.py", "n in c.training_sizes if only is None or n in only)",
+             "n in c.training_sizes)", ("tests/test_config.py", "tests/test_launch.py")),
 ]
