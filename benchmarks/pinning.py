@@ -42,8 +42,9 @@ def pin(cores: int) -> list[int]:
                      f"({available}); pass a count from 1 to {len(available)}.")
   chosen = available[:cores]
   os.sched_setaffinity(0, chosen)
-  if cores == 1:
-    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {SINGLE_THREAD_XLA_FLAGS}".strip()
+  flags = os.environ.get("XLA_FLAGS", "")
+  if cores == 1 and SINGLE_THREAD_XLA_FLAGS not in flags:  # Once, if a second module pins too.
+    os.environ["XLA_FLAGS"] = f"{flags} {SINGLE_THREAD_XLA_FLAGS}".strip()
   for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[name] = str(cores)
   return chosen
