@@ -171,11 +171,22 @@ def feasible_point(x: jax.Array, delta: jax.Array, eps, norm: str, bounds: Bound
   x and x + delta per coordinate, and lp_norm(result - x) <= eps evaluated in x's dtype in any
   summation order. Rounding (x + delta, then toward x in `dtype`) can overshoot eps by an ulp;
   such rows retry with delta shrunk by (D + 2) u times 2 and 8, and finally fall back to x.
+  The L-inf ball is a box, so there each coordinate retries alone: no row reductions, which in
+  an attack's loop body cost about a fifth of a gradient step on XLA:CPU
+  (benchmarks/pgd_overhead.py).
   """
   slack = (_rows(x).shape[1] + 2) * jnp.finfo(x.dtype).eps / 2
+  shrinks = (0.0, 2 * slack, 8 * slack)
+  candidate = lambda shrink: round_toward(clip_to_box(x + (1 - shrink) * delta, bounds), x, dtype)
+  if norm == "linf":
+    point = x
+    for shrink in reversed(shrinks):  # The least shrunk candidate within eps is written last.
+      moved = candidate(shrink)
+      point = jnp.where(jnp.abs(moved - x) <= eps, moved, point)
+    return point
   point, done = x, jnp.zeros(x.shape[0], bool)
-  for shrink in (0.0, 2 * slack, 8 * slack):
-    candidate = round_toward(clip_to_box(x + (1 - shrink) * delta, bounds), x, dtype)
-    take = ~done & _within(candidate - x, eps, norm)
-    point, done = jnp.where(per_row(take, x), candidate, point), done | take
+  for shrink in shrinks:
+    moved = candidate(shrink)
+    take = ~done & _within(moved - x, eps, norm)
+    point, done = jnp.where(per_row(take, x), moved, point), done | take
   return point

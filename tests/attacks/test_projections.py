@@ -102,6 +102,24 @@ def test_box_face_and_no_box():
 
 
 @pytest.mark.parametrize("jit", [False, True])
+def test_feasible_point_retries_linf_coordinates_alone(jit):
+  # x + delta rounds past eps on one coordinate only (0.4 + 0.3 - 0.4 > 0.3 in float32): that
+  # coordinate retries shrunk and lands within eps, the other coordinates keep x + delta exactly,
+  # and a coordinate 2 eps away falls back to x.
+  eps = np.float32(0.3)
+  x = jnp.asarray([[0.4, 0.5, 0.2, 0.6]], jnp.float32)
+  delta = jnp.asarray([[0.3, 0.25, 0.6, -0.1]], jnp.float32)
+  assert float(jnp.abs((x + delta) - x)[0, 0]) > eps  # The overshoot this test is about.
+  feasible = functools.partial(projections.feasible_point, eps=eps, norm="linf",
+                               bounds=(0.0, 1.0), dtype=jnp.float32)
+  point = np.asarray((jax.jit(feasible) if jit else feasible)(x, delta))
+  moved = np.abs(point - np.asarray(x))[0]
+  assert eps * (1 - 1e-4) < moved[0] <= eps  # retried, not dropped
+  np.testing.assert_array_equal(point[0, [1, 3]], np.asarray(x + delta)[0, [1, 3]])
+  assert moved[2] == 0.0  # 2 eps: no attempt fits, x itself
+
+
+@pytest.mark.parametrize("jit", [False, True])
 def test_feasible_point_retries_rows_on_the_sphere_and_falls_back_to_x(jit):
   # L2, D = 100: a perturbation of norm exactly eps fails the first attempt (L2 rows must stay
   # below eps (1 - (D + 2) u)) and passes the first retry, shrunk by 2 (D + 2) u; a perturbation

@@ -27,8 +27,15 @@ MUTATIONS = [
              "bounds).astype(spec.dtype).astype(x.dtype)", ("tests/attacks/test_square.py",)),
     Mutation("feasible_point_no_retry", "a row whose rounded point overshoots eps falls back to "
              "x without the shrunk retries", "dmr/attacks/projections.py",
-             "  for shrink in (0.0, 2 * slack, 8 * slack):", "  for shrink in (0.0,):",
+             "  for shrink in shrinks:", "  for shrink in (0.0,):",
              ("tests/attacks/test_projections.py",)),
+    Mutation("linf_feasible_no_retry", "an L-inf coordinate whose rounded value overshoots eps "
+             "falls back to x without the shrunk retries", "dmr/attacks/projections.py",
+             "    for shrink in reversed(shrinks):", "    for shrink in (0.0,):",
+             ("tests/attacks/test_projections.py",)),
+    Mutation("linf_feasible_per_row", "L-inf feasibility retries whole rows",
+             "dmr/attacks/projections.py", '  if norm == "linf":\n    point = x\n',
+             '  if False:\n    point = x\n', ("tests/attacks/test_projections.py",)),
     Mutation("success_on_nan_logits", "a row with NaN logits counts as a success when its "
              "argmax differs from the label", "dmr/attacks/losses.py",
              "valid = jnp.all(jnp.isfinite(logits), axis=1) & (labels >= 0)",
