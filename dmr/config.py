@@ -34,7 +34,7 @@ PAPER_TRAINING_SIZES = (250, 500, 1000, 1500, 2000, 2500, 5000, 7500, 10000, 150
 # variants the claims compare, more attacked images than quick, VAE-GANs trained longer. Claim 3
 # compares training runs: every model trains at least 120 steps (at N=250 ten epochs are 30 steps,
 # and those unconverged models' test errors spread over 26-36% between seeds, hiding the effect;
-# 40 epochs bring the spread under a point), on-manifold adversarial training (the costly part)
+# 40 epochs bring the effect's SD under a point), on-manifold adversarial training (the costly part)
 # runs at the small N only, and normal models span 250 to 8000 (once N=250 trains to convergence,
 # its on-manifold success equals N=2000's). Measured: docs/protocol.md#presets.
 SHARED_PRESETS = {
