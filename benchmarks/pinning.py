@@ -109,7 +109,7 @@ def interleaved_timings(contenders: dict[str, Callable[[], object]],
 
   One warm-up call each, then `repeats` rounds, each calling every contender once in turn, so
   load from other processes falls on all of them alike. Each round starts one contender later
-  than the previous one: the call after torch's last contender runs up to a quarter slower at
+  than the previous one: the call after torch's last contender ran about a fifth slower at
   2 cores (measured: the same dmr attack at 335 images/s there, 426 later in the round), and the
   rotation gives that place to each contender in turn instead of always to the first.
   """

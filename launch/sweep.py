@@ -79,8 +79,7 @@ class Sweep:
   shared_args: tuple[str, ...]  # --config=... and the pass-through overrides
   dataset: str = "fashion_mnist"
   merge_with: tuple[str, ...] = ()  # other workdirs merged into WORKDIR/report-merged
-  # (variant, N) pairs trained (config.training_sizes_of); None: every variant at every N.
-  settings: tuple[tuple[str, int], ...] | None = None
+  settings: tuple[tuple[str, int], ...] = ()  # (variant, N) of the jobs: training_sizes_of
 
 
 def comma_list(item_type):
@@ -181,8 +180,7 @@ def main_command(sweep: Sweep, variants, sizes, seed: int, models_per_size: int,
 def model_jobs(sweep: Sweep) -> list[Job]:
   """One job per (variant, N, seed), in this order: the job index of Slurm array tasks."""
   return [Job(f"{v}_n{n}_seed{s}", main_command(sweep, (v,), (n,), s, 1, sweep.job_stages))
-          for v, n in sweep.settings or [(v, n) for v in sweep.variants for n in sweep.sizes]
-          for s in sweep.seeds]
+          for v, n in sweep.settings for s in sweep.seeds]
 
 
 def all_models_job(sweep: Sweep, name: str, stages) -> Job | None:
