@@ -8,7 +8,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 from dmr import parallel
 from dmr.models import convs
 
-FORMS = {"hwio_gradient_conv": convs.hwio_gradient_conv, "im2col_conv": convs.im2col_conv,
+FORMS = {"gemm_input_gradient_conv": convs.gemm_input_gradient_conv, "im2col_conv": convs.im2col_conv,
          "valid_conv": convs.valid_conv}
 # (x [B, H, W, C], kernel [kh, kw, C, O]): batch 1, non-square images and kernels, C != O.
 SHAPES = [((1, 5, 5, 1), (2, 2, 1, 3)), ((3, 7, 6, 4), (3, 2, 4, 5)),
@@ -118,3 +118,30 @@ def test_flax_conv_adapter_rejects_other_convs():
   with pytest.raises(ValueError, match="only stride-1 VALID NHWC/HWIO convs; use "
                                        "jax.lax.conv_general_dilated for others"):
     convs.conv_general_dilated(x, kernel, (2, 2), "VALID", dimension_numbers=nhwc)
+
+
+def test_attacks_roll_their_loop_for_dmr_convs_and_unroll_it_for_plain_convs():
+  """unroll="auto" unrolls on CPU only when the input gradient computes convs beyond the forward
+  pass's: dmr's classifier computes none once dead code is gone (its backward rule's kernel
+  gradient conv goes unused); the same network with lax's strided convs adds one per layer."""
+  from dmr.attacks import projected_gradient
+  from dmr.models import classifiers
+  x = jnp.zeros((2, 28, 28, 1))
+  model = classifiers.make_classifier("conv", 10)
+  variables = model.init(jax.random.key(0), x)
+  dmr_fn = jax.tree_util.Partial(lambda v, images: model.apply(v, images), variables)
+  kernels = [variables["params"][f"Conv_{i}"]["kernel"] for i in range(3)]
+
+  def plain_fn(images):
+    for kernel in kernels:
+      images = jax.nn.relu(jax.lax.conv_general_dilated(
+          images, kernel, (2, 2), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC")))
+    return images.reshape((images.shape[0], -1))[:, :10]
+
+  dmr_model = projected_gradient.inspect_model(dmr_fn, x)
+  plain_model = projected_gradient.inspect_model(plain_fn, x)
+  assert dmr_model.logits.shape == plain_model.logits.shape == (2, 10)
+  assert not dmr_model.backward_convolves and plain_model.backward_convolves
+  on_cpu = jax.default_backend() == "cpu"
+  assert projected_gradient.resolve_unroll("auto", dmr_model) is False
+  assert projected_gradient.resolve_unroll("auto", plain_model) is on_cpu

@@ -17,6 +17,7 @@ returned x_adv is exact in that dtype. `success` is judged afresh on the returne
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import inspect
@@ -279,32 +280,61 @@ def validate_attack(spec: StaticOptions, key, eps, step_size, x, y, bounds, what
   validation.check_problem(key, eps, x, y, bounds, what, box_name)
 
 
-_apply = jax.jit(lambda fn, x: fn(x))
+def _input_gradient(fn, x):
+  return jax.grad(lambda x: jnp.sum(fn(x), dtype=jnp.float32))(x)
+
+
+_REUSABLE = {"logits": jax.jit(lambda fn, x: fn(x)), "gradient": jax.jit(_input_gradient)}
 
 
 class ModelInfo(NamedTuple):
-  """What an abstract evaluation of logits_fn on x tells: its output and whether it convolves."""
+  """What an abstract evaluation of logits_fn on x tells: its output, and whether its input
+  gradient computes convolutions beyond the forward pass's (the part of an attack's step that
+  XLA:CPU runs slowly inside loops)."""
   logits: jax.ShapeDtypeStruct
-  convolves: bool
+  backward_convolves: bool
 
 
-def _primitive_names(jaxpr) -> set[str]:
-  names = set()
-  for eqn in jaxpr.eqns:
-    names.add(eqn.primitive.name)
-    for inner in jax.extend.core.jaxprs_in_params(eqn.params):
-      names |= _primitive_names(inner)
-  return names
+def _live_primitive_counts(jaxpr, live_outputs) -> collections.Counter:
+  """How often each primitive runs to compute jaxpr's outputs marked live, as XLA would after
+  removing dead code: a jit call is entered with its own live outputs, other nested jaxprs count
+  whole. E.g. a custom VJP's backward rule may compute a kernel gradient that an input gradient
+  never uses."""
+  is_var = lambda v: isinstance(v, jax.extend.core.Var)
+  live = {v for v, used in zip(jaxpr.outvars, live_outputs) if used and is_var(v)}
+  counts = collections.Counter()
+  for eqn in reversed(jaxpr.eqns):
+    used = [is_var(v) and v in live for v in eqn.outvars]
+    if not any(used):
+      continue
+    counts[eqn.primitive.name] += 1
+    if eqn.primitive.name == "jit":
+      counts += _live_primitive_counts(eqn.params["jaxpr"].jaxpr, used)
+    else:
+      for inner in jax.extend.core.jaxprs_in_params(eqn.params):
+        counts += _live_primitive_counts(inner, [True] * len(inner.outvars))
+    live.update(filter(is_var, eqn.invars))
+  return counts
+
+
+def _convolutions(traced) -> int:
+  jaxpr = traced.jaxpr.jaxpr
+  return _live_primitive_counts(jaxpr, [True] * len(jaxpr.outvars))["conv_general_dilated"]
 
 
 def inspect_model(fn: Callable, x) -> ModelInfo:
-  """Abstract evaluation of fn on x's shape and dtype (no compilation): cached for a reusable
-  fn, so new params add no trace; traced afresh for any other fn."""
+  """Abstract evaluation of fn and of its input gradient on x's shape and dtype (no
+  compilation): cached for a reusable fn, so new params add no trace; traced afresh for any
+  other fn."""
   like = jax.ShapeDtypeStruct(np.shape(x), jnp.result_type(x))
-  traced = _apply.trace(fn, like) if is_reusable(fn) else jax.jit(fn).trace(like)
-  convolves = "conv_general_dilated" in _primitive_names(traced.jaxpr.jaxpr)
-  logits = traced.jaxpr.out_avals[0]
-  return ModelInfo(jax.ShapeDtypeStruct(logits.shape, logits.dtype), convolves)
+  if is_reusable(fn):
+    forward, gradient = (_REUSABLE[name].trace(fn, like) for name in ("logits", "gradient"))
+  else:
+    forward = jax.jit(fn).trace(like)
+    gradient = jax.jit(functools.partial(_input_gradient, fn)).trace(like)
+  logits = forward.jaxpr.out_avals[0]
+  return ModelInfo(jax.ShapeDtypeStruct(logits.shape, logits.dtype),
+                   _convolutions(gradient) > _convolutions(forward))
 
 
 def check_model(model: ModelInfo, x, y, y_true, targeted: bool) -> None:
@@ -322,10 +352,11 @@ def check_model(model: ModelInfo, x, y, y_true, targeted: bool) -> None:
 
 
 def resolve_unroll(unroll: bool | str, model: ModelInfo) -> bool:
-  """unroll="auto": True on CPU for a model with convolutions (XLA:CPU runs them slowly inside
-  loop bodies, jax-ml/jax#12868), else False (an unrolled loop only costs compile time)."""
+  """unroll="auto": True on CPU for a model whose input gradient computes convolutions beyond
+  its forward pass's (XLA:CPU runs those slowly inside loop bodies, jax-ml/jax#12868), else False
+  (dmr's conv models among them: their convs' gradients are matrix products, dmr.models.convs)."""
   if unroll == "auto":
-    return jax.default_backend() == "cpu" and model.convolves
+    return jax.default_backend() == "cpu" and model.backward_convolves
   return unroll
 
 

@@ -19,30 +19,29 @@ def _lax_valid_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
 
 
 @jax.custom_vjp
-def hwio_gradient_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  """`valid_conv` whose input gradient is the output gradient, padded by kernel - 1, convolved
-  with the flipped kernel stored in HWIO order behind an optimization barrier. Left to itself,
-  XLA folds that transpose into the conv's dimension numbers, and inside a lax.while_loop (the
-  attacks' default loop) XLA:CPU runs such a conv about 7x slower. The kernel gradient is
-  autodiff's.
+def gemm_input_gradient_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """`valid_conv` computed by lax.conv_general_dilated, whose input gradient is `im2col_conv`'s:
+  the output gradient times the transposed kernel matrix, each tap's share added back where its
+  window lies (a matrix product, pads and adds; no conv). Autodiff's input gradient is a conv
+  with a flipped, transposed kernel, which XLA:CPU runs slowly inside a lax.while_loop (the
+  attacks' loop) and about a sixth slower than this product in a train step. The kernel gradient
+  is autodiff's.
   """
   return _lax_valid_conv(x, kernel)
 
 
-def _hwio_forward(x, kernel):
+def _gemm_input_gradient_forward(x, kernel):
   return _lax_valid_conv(x, kernel), (x, kernel)
 
 
-def _hwio_backward(residuals, g):
+def _gemm_input_gradient_backward(residuals, g):
   x, kernel = residuals
-  kh, kw = kernel.shape[:2]
-  flipped = jax.lax.optimization_barrier(jnp.flip(kernel, (0, 1)).transpose((0, 1, 3, 2)))
-  padded = jnp.pad(g, ((0, 0), (kh - 1, kh - 1), (kw - 1, kw - 1), (0, 0)))
+  input_gradient = jax.linear_transpose(lambda x: im2col_conv(x, kernel), x)(g)[0]
   kernel_gradient = jax.vjp(lambda k: _lax_valid_conv(x, k), kernel)[1](g)[0]
-  return _lax_valid_conv(padded, flipped), kernel_gradient
+  return input_gradient, kernel_gradient
 
 
-hwio_gradient_conv.defvjp(_hwio_forward, _hwio_backward)
+gemm_input_gradient_conv.defvjp(_gemm_input_gradient_forward, _gemm_input_gradient_backward)
 
 
 def patches(x: jax.Array, kh: int, kw: int) -> jax.Array:
@@ -67,10 +66,11 @@ def valid_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
 
   Kernels of 9 taps or more (3x3: the discriminator's and the decoder's) as `im2col_conv`, whose
   step is about 2x faster there; smaller ones (2x2: the classifier's and the encoder's) as
-  `hwio_gradient_conv`, which the attacks' while loop needs.
+  `gemm_input_gradient_conv`, whose forward conv is faster than a product of patches there.
+  Neither has a conv in its input gradient, so the attacks' while loop runs at full speed.
   """
   kh, kw = kernel.shape[:2]
-  return (im2col_conv if kh * kw >= 9 else hwio_gradient_conv)(x, kernel)
+  return (im2col_conv if kh * kw >= 9 else gemm_input_gradient_conv)(x, kernel)
 
 
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,

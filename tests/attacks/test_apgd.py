@@ -225,7 +225,7 @@ def test_outputs_keep_the_input_dtype_and_exact_constraints(dtype, norm):
 
 def test_auto_never_unrolls_and_leaves_the_compiled_loop_for_conv_models_on_cpu():
   logits = jax.ShapeDtypeStruct((2, 10), jnp.float32)
-  conv, dense = ModelInfo(logits, True), ModelInfo(logits, False)
+  conv, dense = ModelInfo(logits, True), ModelInfo(logits, False)  # backward_convolves
   on_cpu = jax.default_backend() == "cpu"
   assert choose_loop("auto", False, conv, eager=True) == ("host" if on_cpu else "rolled")
   assert choose_loop("auto", False, conv, eager=False) == "rolled"    # under jit or vmap
