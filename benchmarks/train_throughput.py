@@ -12,6 +12,11 @@ dmr's steps are jitted with the state donated, as dmr.train.loop runs them; torc
 its default Adam. Without --cores the script runs once at 1 core and once at all cores (see
 benchmarks/pinning.py). Each run times `repeats` interleaved rounds after a warm-up and reports
 median images/s, cpu/wall and the ratio dmr / torch of median wall times.
+
+Each step's floating-point work is XLA's count for dmr's compiled step (the torch twin computes
+the same sums), printed as GFLOP/s beside the ceiling: one large matrix product
+(MATMUL_SIZE^3) in XLA and in torch on the same cores. A step's GFLOP/s cannot exceed that
+ceiling by much, which bounds the ratio any implementation can reach against torch.
 """
 from __future__ import annotations
 
@@ -43,6 +48,7 @@ except ImportError as error:  # torch is an optional extra: pip install -e .[ben
 IMAGE_SHAPE = (28, 28, 1)
 BATCHES = 20  # Distinct batches cycled through (random images: speed does not depend on them).
 VAEGAN = dict(beta=2.75, gamma=1.0, learning_rate=0.005, decay=0.9)
+MATMUL_SIZE = 2048
 
 
 def parse_args():
@@ -63,12 +69,13 @@ def random_batches(batch: int):
 def jax_runner(step, state, batches, steps_per_run: int, tracing=contextlib.nullcontext):
   """run() doing `steps_per_run` steps of jit(step, donate state) on device-resident batches;
   the step is traced and compiled (one step) inside the context `tracing()`. `state` is copied
-  (the step donates its state)."""
-  step = jax.jit(step, donate_argnums=(0,))
+  (the step donates its state). run.flops: XLA's floating-point operations per run()."""
   state = jax.tree.map(jnp.copy, state)
   batches = [(jnp.asarray(x), jnp.asarray(y), jnp.ones(len(x))) for x, y in batches]
   with tracing():
-    state, _ = step(state, *batches[0], jax.random.key(0))
+    step = jax.jit(step, donate_argnums=(0,)).lower(state, *batches[0], jax.random.key(0))
+    step = step.compile()
+  state, _ = step(state, *batches[0], jax.random.key(0))
   holder = {"state": state, "step": 1}
 
   def run():
@@ -80,6 +87,7 @@ def jax_runner(step, state, batches, steps_per_run: int, tracing=contextlib.null
     jax.block_until_ready(metrics["loss"])
     holder["state"] = state
 
+  run.flops = step.cost_analysis()["flops"] * steps_per_run
   return run
 
 
@@ -151,10 +159,25 @@ def vaegan_contenders(batches, steps_per_run: int) -> dict:
   return contenders
 
 
-def report(title: str, timings: dict, images: int) -> None:
-  print(f"\n{title}: {images} images per round")
+def matmul_contenders() -> dict:
+  """One MATMUL_SIZE^3 float32 matrix product in XLA and in torch: the ceiling of GFLOP/s."""
+  rng = np.random.default_rng(0)
+  a, b = (rng.uniform(size=(MATMUL_SIZE, MATMUL_SIZE)).astype(np.float32) for _ in range(2))
+  product = jax.jit(jnp.dot)
+  ja, jb = jnp.asarray(a), jnp.asarray(b)
+  contenders = {"XLA": lambda: product(ja, jb).block_until_ready()}
+  if torch is not None:
+    device = pinning.torch_device(torch)
+    ta, tb = torch.from_numpy(a).to(device), torch.from_numpy(b).to(device)
+    contenders["torch"] = lambda: (torch.mm(ta, tb), device == "cuda" and torch.cuda.synchronize())
+  return contenders
+
+
+def report(title: str, timings: dict, images: int, flops: float) -> None:
+  print(f"\n{title}: {images} images, {flops / 1e9:.1f} GFLOP per round")
   for name, (wall, cpu, utilization) in timings.items():
-    print(f"  {name:<34}{images / wall:>9.1f} images/s   cpu/wall {utilization:4.2f}")
+    print(f"  {name:<34}{images / wall:>9.1f} images/s{flops / wall / 1e9:>8.1f} GFLOP/s   "
+          f"cpu/wall {utilization:4.2f}")
   if "torch" in timings:
     for name, (wall, _, _) in timings.items():
       if name != "torch":
@@ -169,13 +192,18 @@ def main():
   if torch is None:
     print(f"PyTorch is missing ({TORCH_ERROR}); `pip install -e .[bench]` adds the torch twins.")
   batches = random_batches(args.batch)
+  ceiling = pinning.interleaved_timings(matmul_contenders(), args.repeats)
+  print(f"\nceiling: one {MATMUL_SIZE}^3 float32 matrix product: " + ", ".join(
+      f"{name} {2 * MATMUL_SIZE**3 / wall / 1e9:.1f} GFLOP/s (cpu/wall {utilization:4.2f})"
+      for name, (wall, _, utilization) in ceiling.items()))
   groups = {"classifier": ("paper conv classifier train step", classifier_contenders, args.steps),
             "vaegan": ("VAE-GAN train step, paper width", vaegan_contenders, args.vaegan_steps)}
   for name, (title, contenders, steps_per_run) in groups.items():
     if args.only in (None, name):
-      timings = pinning.interleaved_timings(contenders(batches, steps_per_run), args.repeats)
+      runs = contenders(batches, steps_per_run)
+      timings = pinning.interleaved_timings(runs, args.repeats)
       report(f"{title}, batch {args.batch}, median of {args.repeats} interleaved rounds",
-             timings, steps_per_run * args.batch)
+             timings, steps_per_run * args.batch, runs["dmr"].flops)
 
 
 if __name__ == "__main__":

@@ -121,8 +121,8 @@ def test_flax_conv_adapter_rejects_other_convs():
 
 
 def test_attacks_roll_their_loop_for_dmr_convs_and_unroll_it_for_plain_convs():
-  """unroll="auto" unrolls on CPU only when the input gradient computes convs beyond the forward
-  pass's: dmr's classifier computes none once dead code is gone (its backward rule's kernel
+  """unroll="auto" unrolls on CPU only when the input gradient computes convs the forward pass
+  does not: dmr's classifier computes none once dead code is gone (its backward rule's kernel
   gradient conv goes unused); the same network with lax's strided convs adds one per layer."""
   from dmr.attacks import projected_gradient
   from dmr.models import classifiers

@@ -352,8 +352,8 @@ def choose_loop(unroll: bool | str, host_loop: bool, model: ModelInfo, eager: bo
   "rolled" (a lax.while_loop).
 
   host_loop=True: "host". unroll="auto" never unrolls: compiling 100 unrolled APGD steps of a
-  conv model takes minutes. Where projected_gradient.resolve_unroll would unroll (a conv model
-  on CPU, whose convolutions XLA:CPU runs slowly inside compiled loops) it picks "host" when
+  conv model takes minutes. Where projected_gradient.resolve_unroll would unroll (on CPU, a model
+  whose input gradient convolves, which XLA:CPU runs slowly inside compiled loops) it picks "host" when
   called eagerly (fast kernels, compiled in seconds) and "rolled" under jax.jit/vmap.
   """
   if host_loop:
@@ -369,7 +369,7 @@ def validate(spec: APGDSpec, unroll, host_loop: bool, key, eps, x, y, bounds) ->
   validation.check_choice("loss", spec.loss, LOSSES)
   for name in ("steps", "restarts", "target_classes"):
     validation.check_count(name, getattr(spec, name))
-  validation.check_unroll(unroll)
+  validation.check_auto_flag("unroll", unroll)
   validation.check_host_loop(host_loop, "steps", x, y, key, eps, bounds)
   validation.check_problem(key, eps, x, y, bounds)
 
@@ -415,8 +415,9 @@ def apgd(logits_fn: LogitsFn, x: jax.Array, y: jax.Array, *, key: jax.Array, eps
     bounds: (lo, hi) box of valid inputs (scalars or arrays broadcastable to one input), or None.
     unroll: True unrolls the step loop (fast steps on XLA:CPU, but compiling 100 unrolled steps
       of a conv model takes minutes); False keeps a lax.while_loop, which ends once every row
-      is fooled; "auto" (default) never unrolls: for a conv model on CPU it runs the host loop
-      when called eagerly, else (and for every other model) the lax loop (see choose_loop).
+      is fooled; "auto" (default) never unrolls: on CPU, for a model whose input gradient
+      convolves, it runs the host loop when called eagerly, else (and for every other model)
+      the lax loop (see choose_loop).
     host_loop: drive the steps from Python, one compiled call each: on XLA:CPU several times
       faster than the rolled loop for conv models and compiled in seconds, but apgd can then
       not be called inside jax.jit/vmap. Ends (checked every 10 steps) once all are fooled.

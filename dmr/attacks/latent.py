@@ -1,7 +1,6 @@
 """On-manifold attacks: `pgd` over a latent code or transformation parameters z [B, d]."""
 from __future__ import annotations
 
-import dataclasses
 from typing import Callable, NamedTuple
 
 import jax
@@ -61,7 +60,8 @@ def latent_pgd(decode_fn: Callable[[jax.Array], jax.Array],
                step_size: float | None = None, optimizer: str = "sign", restarts: int = 1,
                init: str = "uniform", loss: str = "ce", targeted: bool = False,
                early_stop: bool = True, unroll: bool | str = "auto",
-               max_rows: int | None = None, y_true: jax.Array | None = None
+               max_rows: int | None = None, y_true: jax.Array | None = None,
+               fast_convs: bool | str = "auto"
                ) -> LatentAttackResult:
   """Attacks logits_fn(decode_fn(z)) by perturbing z within an eps-ball around z, inside `box`.
 
@@ -88,12 +88,13 @@ def latent_pgd(decode_fn: Callable[[jax.Array], jax.Array],
     logits_fn on x_adv[b] = decode_fn(z_adv)[b] gives finite, fooled logits.
   """
   spec = projected_gradient.StaticOptions(norm, steps, optimizer, restarts, init, loss,
-                                          targeted, early_stop, unroll, max_rows)
+                                          targeted, early_stop, unroll, max_rows, fast_convs)
   projected_gradient.validate_attack(spec, key, eps, step_size, z, y, box, "z", "box")
   validation.check_y_true(y_true, y, targeted)
-  model = projected_gradient.inspect_model(_codes_to_logits(decode_fn, logits_fn), z)
+  codes_to_logits = _codes_to_logits(decode_fn, logits_fn)
+  model = projected_gradient.inspect_model(codes_to_logits, z)
   projected_gradient.check_model(model, z, y, y_true, targeted)
-  spec = dataclasses.replace(spec, unroll=projected_gradient.resolve_unroll(unroll, model))
+  spec = projected_gradient.resolve_loop(spec, codes_to_logits, z, model)
   step_size = projected_gradient.resolve_step_size(step_size, eps, spec)
   return projected_gradient.run_compiled(_latent_attack, (decode_fn, logits_fn), z, y, key, eps,
                                          step_size, box, spec=spec)

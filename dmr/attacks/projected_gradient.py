@@ -6,9 +6,10 @@ per row the iterate to return:
   early_stop=True:  the FIRST successful iterate (frozen from then on), else the highest loss;
   early_stop=False: the highest-loss iterate over all steps (what adversarial training uses).
 The loop ends early once every row has succeeded (early_stop=True only). unroll=True replaces it
-by a fully unrolled loop: XLA:CPU compiles convolutions inside loop bodies to a slow generic
-kernel (jax-ml/jax#12868), so on CPU unrolling makes conv models several times faster, at a
-compile time that grows with the steps; unroll="auto" unrolls conv models on CPU only. With
+by a fully unrolled loop: XLA:CPU compiles the convolutions of input gradients inside loop
+bodies to a slow generic kernel (jax-ml/jax#12868), so on CPU unrolling makes such models several
+times faster, at a compile time that grows with the steps; unroll="auto" unrolls them on CPU
+only (not dmr's conv models: their input gradients are matrix products). With
 max_rows, the restarts run in chunks of at most max_rows rows (a lax.map over chunks).
 
 The attack computes in float32 (or wider) whatever the input dtype; every iterate it evaluates
@@ -30,6 +31,7 @@ import numpy as np
 import optax
 
 from dmr.attacks import losses, optimizers, projections, starts, validation
+from dmr.models import conv_rewrite
 
 LogitsFn = Callable[[jax.Array], jax.Array]
 Bounds = projections.Bounds
@@ -48,8 +50,8 @@ class AttackResult(NamedTuple):
 
 @dataclasses.dataclass(frozen=True)
 class StaticOptions:
-  """The compile-time options of an attack (a jit static argument); see `pgd`. unroll is a bool
-  here ("auto" is resolved before), max_rows None or an int."""
+  """The compile-time options of an attack (a jit static argument); see `pgd`. unroll and
+  fast_convs are bools here ("auto" is resolved before), max_rows None or an int."""
   norm: str = "linf"
   steps: int = 40
   optimizer: str = "sign"
@@ -60,6 +62,7 @@ class StaticOptions:
   early_stop: bool = True
   unroll: bool | str = "auto"
   max_rows: int | None = None
+  fast_convs: bool | str = "auto"
 
 
 class _Best(NamedTuple):
@@ -190,13 +193,15 @@ def attack(logits_fn, x, y, key, eps, step_size, bounds, spec: StaticOptions) ->
   """The traced attack behind `pgd` (no validation; step_size and unroll already resolved).
 
   x may be of any floating dtype; the attack computes in compute_dtype(x.dtype) and returns
-  x_adv in x.dtype. The result carries no gradient: a loss on x_adv can be differentiated w.r.t.
+  x_adv in x.dtype. With spec.fast_convs the steps use logits_fn's convs in dmr's fast forms;
+  the returned success is judged by logits_fn itself. The result carries no gradient: a loss on x_adv can be differentiated w.r.t.
   the model's params (adversarial training) without differentiating through the attack's loop.
   """
   dtype, batch = x.dtype, x.shape[0]
   wide, bounds = widen(x, bounds)
   chunk = restarts_per_chunk(batch, spec)
-  run = lambda first: _attack_restarts(logits_fn, wide, y, key, eps, step_size, bounds, dtype,
+  step_fn = conv_rewrite.with_fast_convs(logits_fn) if spec.fast_convs else logits_fn
+  run = lambda first: _attack_restarts(step_fn, wide, y, key, eps, step_size, bounds, dtype,
                                        first, chunk, spec)
   if chunk == spec.restarts:
     best = run(0)
@@ -289,37 +294,41 @@ _REUSABLE = {"logits": jax.jit(lambda fn, x: fn(x)), "gradient": jax.jit(_input_
 
 class ModelInfo(NamedTuple):
   """What an abstract evaluation of logits_fn on x tells: its output, and whether its input
-  gradient computes convolutions beyond the forward pass's (the part of an attack's step that
-  XLA:CPU runs slowly inside loops)."""
+  gradient computes convolutions that the forward pass does not (the gradient convs XLA:CPU runs
+  slowly inside loops)."""
   logits: jax.ShapeDtypeStruct
   backward_convolves: bool
 
 
-def _live_primitive_counts(jaxpr, live_outputs) -> collections.Counter:
-  """How often each primitive runs to compute jaxpr's outputs marked live, as XLA would after
-  removing dead code: a jit call is entered with its own live outputs, other nested jaxprs count
-  whole. E.g. a custom VJP's backward rule may compute a kernel gradient that an input gradient
-  never uses."""
+def _live_equations(jaxpr, live_outputs) -> list:
+  """The equations jaxpr runs to compute its outputs marked live, as XLA would after removing
+  dead code: a jit call is entered with its own live outputs, other nested jaxprs count whole.
+  E.g. a custom VJP's backward rule may compute a kernel gradient that an input gradient never
+  uses."""
   is_var = lambda v: isinstance(v, jax.extend.core.Var)
   live = {v for v, used in zip(jaxpr.outvars, live_outputs) if used and is_var(v)}
-  counts = collections.Counter()
+  equations = []
   for eqn in reversed(jaxpr.eqns):
     used = [is_var(v) and v in live for v in eqn.outvars]
     if not any(used):
       continue
-    counts[eqn.primitive.name] += 1
+    equations.append(eqn)
     if eqn.primitive.name == "jit":
-      counts += _live_primitive_counts(eqn.params["jaxpr"].jaxpr, used)
+      equations += _live_equations(eqn.params["jaxpr"].jaxpr, used)
     else:
       for inner in jax.extend.core.jaxprs_in_params(eqn.params):
-        counts += _live_primitive_counts(inner, [True] * len(inner.outvars))
+        equations += _live_equations(inner, [True] * len(inner.outvars))
     live.update(filter(is_var, eqn.invars))
-  return counts
+  return equations
 
 
-def _convolutions(traced) -> int:
+def _convolutions(traced) -> collections.Counter:
+  """The live convs of a traced function, each as (operand types, params)."""
   jaxpr = traced.jaxpr.jaxpr
-  return _live_primitive_counts(jaxpr, [True] * len(jaxpr.outvars))["conv_general_dilated"]
+  return collections.Counter(
+      (tuple(str(v.aval) for v in eqn.invars), str(eqn.params))
+      for eqn in _live_equations(jaxpr, [True] * len(jaxpr.outvars))
+      if eqn.primitive.name == "conv_general_dilated")
 
 
 def inspect_model(fn: Callable, x) -> ModelInfo:
@@ -334,7 +343,7 @@ def inspect_model(fn: Callable, x) -> ModelInfo:
     gradient = jax.jit(functools.partial(_input_gradient, fn)).trace(like)
   logits = forward.jaxpr.out_avals[0]
   return ModelInfo(jax.ShapeDtypeStruct(logits.shape, logits.dtype),
-                   _convolutions(gradient) > _convolutions(forward))
+                   bool(_convolutions(gradient) - _convolutions(forward)))
 
 
 def check_model(model: ModelInfo, x, y, y_true, targeted: bool) -> None:
@@ -351,10 +360,24 @@ def check_model(model: ModelInfo, x, y, y_true, targeted: bool) -> None:
     validation.check_targets(y, y_true, targeted)
 
 
+def resolve_loop(spec: StaticOptions, fn: Callable, x, model: ModelInfo) -> StaticOptions:
+  """spec with fast_convs and unroll resolved for fn on inputs like x (model: inspect_model's).
+  fast_convs="auto": True on CPU when model.backward_convolves;
+  unroll="auto": resolve_unroll for the function the steps differentiate (fn or its fast form)."""
+  fast_convs = spec.fast_convs
+  if fast_convs == "auto":
+    fast_convs = jax.default_backend() == "cpu" and model.backward_convolves
+  if fast_convs and spec.unroll == "auto":
+    model = inspect_model(conv_rewrite.with_fast_convs(fn), x)
+  return dataclasses.replace(spec, fast_convs=fast_convs,
+                             unroll=resolve_unroll(spec.unroll, model))
+
+
 def resolve_unroll(unroll: bool | str, model: ModelInfo) -> bool:
-  """unroll="auto": True on CPU for a model whose input gradient computes convolutions beyond
-  its forward pass's (XLA:CPU runs those slowly inside loop bodies, jax-ml/jax#12868), else False
-  (dmr's conv models among them: their convs' gradients are matrix products, dmr.models.convs)."""
+  """unroll="auto": True on CPU for a model whose input gradient computes convolutions that its
+  forward pass does not (XLA:CPU runs those slowly inside loop bodies, jax-ml/jax#12868), else
+  False (dmr's conv models among them: their convs' input gradients are matrix products,
+  dmr.models.convs)."""
   if unroll == "auto":
     return jax.default_backend() == "cpu" and model.backward_convolves
   return unroll
@@ -365,6 +388,7 @@ def pgd(logits_fn: LogitsFn, x: jax.Array, y: jax.Array, *, key: jax.Array, eps:
         optimizer: str = "sign", restarts: int = 1, init: str = "uniform",
         bounds: Bounds = (0.0, 1.0), loss: str = "ce", targeted: bool = False,
         early_stop: bool = True, unroll: bool | str = "auto", max_rows: int | None = None,
+        fast_convs: bool | str = "auto",
         y_true: jax.Array | None = None) -> AttackResult:
   """Projected gradient attack within an eps-ball around x, inside the box `bounds`.
 
@@ -403,11 +427,19 @@ def pgd(logits_fn: LogitsFn, x: jax.Array, y: jax.Array, *, key: jax.Array, eps:
       loop stops once all have one; False: its highest-loss iterate over all steps (adversarial
       training).
     unroll: True unrolls the step loop (no early exit; compile time grows with steps), several
-      times faster for conv models on XLA:CPU; False keeps a lax.while_loop (best on GPU/TPU);
-      "auto" (default): True on CPU when logits_fn has convolutions, else False.
+      times faster on XLA:CPU for models whose input gradient convolves (lax.conv_general_dilated
+      autodiffed); False keeps a lax.while_loop (best on GPU/TPU); "auto" (default): True on CPU
+      when the gradient the steps take (after fast_convs) computes convolutions that the
+      forward pass does not, else False.
     max_rows: None runs all B * restarts rows at once; an int runs the restarts in sequential
       chunks of at most max_rows rows (at least one restart per chunk) to bound memory. The
       result is the same.
+    fast_convs: True computes logits_fn's lax.conv_general_dilated convs (2D, undilated,
+      ungrouped; any stride, padding and dimension order) in dmr's forms for the attack's steps
+      (dmr.models.conv_rewrite): values equal up to float rounding, input gradients that are
+      matrix products, several times faster on XLA:CPU and fast inside the lax.while_loop;
+      success is still judged by logits_fn itself. False: never. "auto" (default): on CPU when
+      the input gradient of logits_fn computes convolutions that its forward pass does not.
     y_true: targeted attacks only: the true labels [B]; a target equal to its true label is
       rejected (when concrete).
 
@@ -419,11 +451,11 @@ def pgd(logits_fn: LogitsFn, x: jax.Array, y: jax.Array, *, key: jax.Array, eps:
     a fresh forward pass on x_adv[b] gives finite logits that are fooled.
   """
   spec = StaticOptions(norm, steps, optimizer, restarts, init, loss, targeted, early_stop,
-                       unroll, max_rows)
+                       unroll, max_rows, fast_convs)
   validate_attack(spec, key, eps, step_size, x, y, bounds, "x", "bounds")
   validation.check_y_true(y_true, y, targeted)
   model = inspect_model(logits_fn, x)
   check_model(model, x, y, y_true, targeted)
-  spec = dataclasses.replace(spec, unroll=resolve_unroll(unroll, model))
+  spec = resolve_loop(spec, logits_fn, x, model)
   step_size = resolve_step_size(step_size, eps, spec)
   return run_compiled(attack, (logits_fn,), x, y, key, eps, step_size, bounds, spec=spec)

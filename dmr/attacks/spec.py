@@ -17,8 +17,9 @@ from dmr.attacks.projected_gradient import StaticOptions
 class AttackSpec(StaticOptions):
   """Options of `pgd` / `latent_pgd` (see `pgd` for the meaning of each), keyword-only: the
   compile-time ones of StaticOptions plus the radius and step size, which the attacks take as
-  traced values. unroll "auto" unrolls the step loop for conv
-  models on CPU; max_rows None runs all restarts at once."""
+  traced values. On CPU, for models whose input gradient convolves, fast_convs "auto" computes
+  the convs in dmr's forms and unroll "auto" unrolls the step loop if convs remain; max_rows None
+  runs all restarts at once."""
   eps: float
   step_size: float | None = None
 

@@ -37,10 +37,10 @@ def check_flag(name: str, value) -> None:
     raise ValueError(f"{name}={value!r} must be a Python bool.")
 
 
-def check_unroll(unroll) -> None:
-  """True, False or "auto"."""
-  if not (isinstance(unroll, bool) or unroll == "auto"):
-    raise ValueError(f"unroll={unroll!r} must be True, False or \"auto\".")
+def check_auto_flag(name: str, value) -> None:
+  """value is True, False or "auto"."""
+  if not (isinstance(value, bool) or value == "auto"):
+    raise ValueError(f"{name}={value!r} must be True, False or \"auto\".")
 
 
 def check_host_loop(host_loop, loop: str, *values) -> None:
@@ -62,7 +62,8 @@ def check_options(spec) -> None:
   check_count("restarts", spec.restarts)
   for name in ("targeted", "early_stop"):
     check_flag(name, getattr(spec, name))
-  check_unroll(spec.unroll)
+  check_auto_flag("unroll", spec.unroll)
+  check_auto_flag("fast_convs", spec.fast_convs)
   if spec.max_rows is not None:
     check_count("max_rows", spec.max_rows)
 

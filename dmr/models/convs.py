@@ -73,6 +73,33 @@ def valid_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
   return (im2col_conv if kh * kw >= 9 else gemm_input_gradient_conv)(x, kernel)
 
 
+def strided_conv(x: jax.Array, kernel: jax.Array, strides: tuple[int, int],
+                 padding: tuple[tuple[int, int], tuple[int, int]]) -> jax.Array:
+  """lax.conv_general_dilated(x, kernel, strides, padding) with images NHWC and kernels HWIO,
+  computed as a stride-1 `valid_conv` of the space-to-depth image: x [B, H, W, C] padded by
+  `padding` (pairs of rows/cols >= 0 before and after), kernel [kh, kw, C, O] ->
+  [B, (H' - kh) // sh + 1, (W' - kw) // sw + 1, O] for the padded size H' x W'.
+
+  The kernel is zero-padded to a multiple of the stride and split into s x s blocks of taps
+  (kernel 4, stride 2: 2x2 taps on 4C channels), the image reshaped alike, so every product of
+  the strided conv is computed once (plus zeros when the stride does not divide the kernel).
+  XLA:CPU computes the input gradient of a strided conv many times slower than this form's.
+  """
+  (sh, sw), (kh, kw, channels, features) = strides, kernel.shape
+  x = jnp.pad(x, ((0, 0), tuple(padding[0]), tuple(padding[1]), (0, 0)))
+  out_rows, out_cols = (x.shape[1] - kh) // sh + 1, (x.shape[2] - kw) // sw + 1
+  blocks_h, blocks_w = -(-kh // sh), -(-kw // sw)  # Kernel blocks of s x s taps.
+  kernel = jnp.pad(kernel, ((0, blocks_h * sh - kh), (0, blocks_w * sw - kw), (0, 0), (0, 0)))
+  rows, cols = (out_rows - 1 + blocks_h) * sh, (out_cols - 1 + blocks_w) * sw  # Rows covered.
+  x = jnp.pad(x[:, :rows, :cols], ((0, 0), (0, max(rows - x.shape[1], 0)),
+                                   (0, max(cols - x.shape[2], 0)), (0, 0)))
+  x = x.reshape((x.shape[0], rows // sh, sh, cols // sw, sw, channels)).transpose((0, 1, 3, 2, 4, 5))
+  x = x.reshape((x.shape[0], rows // sh, cols // sw, sh * sw * channels))
+  kernel = kernel.reshape((blocks_h, sh, blocks_w, sw, channels, features))
+  kernel = kernel.transpose((0, 2, 1, 3, 4, 5)).reshape((blocks_h, blocks_w, -1, features))
+  return valid_conv(x, kernel.astype(x.dtype))
+
+
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
                          dimension_numbers=None, feature_group_count=1, batch_group_count=1,
                          precision=None, preferred_element_type=None) -> jax.Array:

@@ -86,9 +86,9 @@ class StridedConv(nn.Module):
   """nn.Conv(features, (kernel, kernel), strides=2, padding=kernel/2 - 1, use_bias=False), with
   the same parameter ("kernel" [kernel, kernel, C, features]) and initial distribution.
 
-  Computed as space-to-depth (2x2 blocks to 4C channels) and a stride-1 conv with kernel/2 taps:
-  the same sums, but its input gradient is a plain conv. XLA:CPU computes the input gradient of a
-  strided conv whose windows leave a row unused (7 -> 3) 20-50x slower than this.
+  Computed by convs.strided_conv: space-to-depth (2x2 blocks to 4C channels) and a stride-1 conv
+  with kernel/2 taps, the same sums. XLA:CPU computes the input gradient of a strided conv whose
+  windows leave a row unused (7 -> 3) 20-50x slower than this.
   """
   features: int
   kernel: int = 4
@@ -96,16 +96,9 @@ class StridedConv(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    batch, height, width, channels = x.shape
     k, pad = self.kernel, same_padding(self.kernel)
-    weights = self.param("kernel", self.kernel_init, (k, k, channels, self.features))
-    used = [2 * ((s + 2 * pad - k) // 2) + k for s in (height, width)]  # Rows the windows cover.
-    x = jnp.pad(x, ((0, 0), (pad, used[0] - height - pad), (pad, used[1] - width - pad), (0, 0)))
-    x = x.reshape((batch, used[0] // 2, 2, used[1] // 2, 2, channels)).transpose((0, 1, 3, 2, 4, 5))
-    x = x.reshape((batch, used[0] // 2, used[1] // 2, 4 * channels))
-    weights = weights.reshape((k // 2, 2, k // 2, 2, channels, self.features))
-    weights = weights.transpose((0, 2, 1, 3, 4, 5)).reshape((k // 2, k // 2, 4 * channels, -1))
-    return convs.valid_conv(x, weights.astype(x.dtype))
+    weights = self.param("kernel", self.kernel_init, (k, k, x.shape[-1], self.features))
+    return convs.strided_conv(x, weights, (2, 2), ((pad, pad), (pad, pad)))
 
 
 def conv_bn_relu_stack(x, channels: int, kernel: int, train: bool, mask,

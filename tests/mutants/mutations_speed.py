@@ -1,11 +1,28 @@
-"""Mutations of the fast conv forms (dmr/models/convs.py) and of the training loop's device path."""
+"""Mutations of the fast conv forms (dmr/models/convs.py, conv_rewrite.py, the attacks' use of
+them) and of the training loop's device path."""
 from mutations import Mutation
 
 MUTATIONS = [
-    Mutation("convs_kernel_not_flipped", "the HWIO input gradient convolves with the unflipped "
-             "kernel", "dmr/models/convs.py",
-             "jnp.flip(kernel, (0, 1)).transpose((0, 1, 3, 2))", "kernel.transpose((0, 1, 3, 2))",
+    Mutation("convs_input_gradient_taps_flipped", "the matrix-product input gradient takes the "
+             "kernel's taps in flipped order", "dmr/models/convs.py",
+             "jax.linear_transpose(lambda x: im2col_conv(x, kernel), x)",
+             "jax.linear_transpose(lambda x: im2col_conv(x, jnp.flip(kernel, (0, 1))), x)",
              ("tests/test_convs.py",)),
+    Mutation("unroll_counts_dead_convs", "unroll=\"auto\" counts the convs of a backward rule's "
+             "unused kernel gradient", "dmr/attacks/projected_gradient.py",
+             "    if not any(used):\n      continue\n", "",
+             ("tests/test_convs.py",)),
+    Mutation("fast_conv_output_order", "the rewritten conv's output keeps the input's dimension "
+             "order", "dmr/models/conv_rewrite.py", "zip((0, 3, 1, 2), spec.out_spec)",
+             "zip((0, 3, 1, 2), spec.lhs_spec)", ("tests/test_conv_rewrite.py",)),
+    Mutation("fast_convs_unused_by_attack", "the attack's steps differentiate the model's own "
+             "convs although fast_convs is on", "dmr/attacks/projected_gradient.py",
+             "step_fn = conv_rewrite.with_fast_convs(logits_fn) if spec.fast_convs else logits_fn",
+             "step_fn = logits_fn", ("tests/test_conv_rewrite.py",)),
+    Mutation("fast_convs_loop_not_reinspected", "unroll=\"auto\" judges the model's own convs "
+             "after fast_convs replaced them", "dmr/attacks/projected_gradient.py",
+             "    model = inspect_model(conv_rewrite.with_fast_convs(fn), x)\n", "    pass\n",
+             ("tests/test_conv_rewrite.py",)),
     Mutation("convs_patches_transposed", "im2col gathers its windows' taps column by column",
              "dmr/models/convs.py", "for i in range(kh) for j in range(kw)]",
              "for j in range(kw) for i in range(kh)]", ("tests/test_convs.py",)),
