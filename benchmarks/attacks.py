@@ -7,10 +7,12 @@ The Fashion-MNIST ConvClassifier (the paper's) is trained for one epoch on the l
 every contender attacks its first `batch` test images, L-inf eps 0.3, 40 steps, every step run
 (early_stop=False, as in adversarial training):
 - dmr's default call, `attacks.pgd(logits_fn, x, y, key=key, eps=0.3, early_stop=False)` (sign
-  steps of 2.5 eps / 40 from a uniform start; unroll="auto" unrolls a conv model on CPU),
-  reported first; then the loop as a lax.while_loop (unroll=False) and unrolled (unroll=True);
+  steps of 2.5 eps / 40 from a uniform start; for dmr's model unroll="auto" keeps the
+  lax.while_loop), reported first; then the loop rolled (unroll=False) and unrolled (unroll=True);
 - the same on a user's plain model: the network as a pure JAX function of lax.conv_general_dilated
-  (stride 2, BatchNorm folded into the conv) with the same weights;
+  (stride 2, BatchNorm folded into the conv) with the same weights; its default call computes the
+  convs in dmr's forms (fast_convs="auto" on CPU), fast_convs=False differentiates them as they
+  are (and unroll="auto" then unrolls);
 - torchattacks.PGD (same eps, step, start law) and the same loop as dmr's written in PyTorch, on
   a PyTorch twin with the same weights; the paper's Adam attack in dmr and in PyTorch;
 - the gradient floor: 40 x one jitted input gradient of the same model and batch.
@@ -229,7 +231,7 @@ def main():
       "dmr pgd, unroll=False (while loop)": dmr_attack(logits_fn, x, y, key, unroll=False),
       "dmr pgd, unroll=True": dmr_attack(logits_fn, x, y, key, unroll=True),
       "plain lax model: dmr pgd, defaults": dmr_attack(plain_fn, x, y, key),
-      "plain lax model: dmr pgd, unroll=True": dmr_attack(plain_fn, x, y, key, unroll=True),
+      "plain lax model: fast_convs=False": dmr_attack(plain_fn, x, y, key, fast_convs=False),
       "dmr adam (paper), while loop": dmr_attack(logits_fn, x, y, key, unroll=False,
                                                  **ATTACKS["adam"]),
       "dmr adam (paper), unroll=True": dmr_attack(logits_fn, x, y, key, unroll=True,
@@ -290,6 +292,11 @@ def main():
       line += (f"   torch {100 * rate:5.1f}%   inputs judged differently: "
                f"{int((success != np.asarray(result.success)).sum())}")
     print(line)
+  plain = {fast: attacks.pgd(plain_fn, x, y, key=key, eps=EPS, steps=STEPS, fast_convs=fast,
+                             **ATTACKS["sign"]) for fast in (True, False)}
+  rates = {fast: 100 * float(attacks.success_rate(r, correct)) for fast, r in plain.items()}
+  print(f"sign, plain lax model: fast_convs=True {rates[True]:5.1f}%, False {rates[False]:5.1f}%;"
+        f" inputs judged differently: {int((plain[True].success != plain[False].success).sum())}")
   print("\ntargets: default pgd >= 1.2x torchattacks and <= +10% over the floor; plain lax model "
         ">= 1.0x; success rates within 1 point.")
 
