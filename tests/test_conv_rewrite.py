@@ -77,13 +77,27 @@ def plain_linear_model(kernel, dense, x):
   return h.reshape(h.shape[0], -1) @ dense
 
 
+def linear_problem(classes: int = 2):
+  """(model, x [3, 1, 8, 8], its predictions y): a plain linear conv model and inputs."""
+  keys = jax.random.split(jax.random.key(4), 3)
+  kernel = jax.random.normal(keys[0], (4, 1, 4, 4))
+  dense = jax.random.normal(keys[1], (64, classes))
+  x = jax.random.uniform(keys[2], (3, 1, 8, 8))
+  fn = jax.tree_util.Partial(plain_linear_model, kernel, dense)
+  return fn, x, jnp.argmax(fn(x), axis=1)
+
+
+def has_transposed_strided_conv(attack, fn, x, y, **options) -> bool:
+  """Whether the traced attack differentiates a stride-2 conv as autodiff does (a conv whose
+  input is dilated by 2)."""
+  program = jax.make_jaxpr(lambda x: attack(fn, x, y, key=jax.random.key(5), eps=0.1,
+                                            **options).x_adv)(x)
+  return "lhs_dilation=(2, 2)" in str(program)
+
+
 def test_pgd_with_fast_convs_reaches_the_linear_optimum():
   """margin loss of a linear model: the L-inf optimum is x + eps sign(gradient), clipped."""
-  keys = jax.random.split(jax.random.key(4), 3)
-  kernel, dense = jax.random.normal(keys[0], (4, 1, 4, 4)), jax.random.normal(keys[1], (64, 2))
-  x = jax.random.uniform(keys[2], (3, 1, 8, 8))
-  y = jnp.argmax(plain_linear_model(kernel, dense, x), axis=1)
-  fn = jax.tree_util.Partial(plain_linear_model, kernel, dense)
+  fn, x, y = linear_problem()
   margin = lambda x: jnp.sum(jnp.take_along_axis(fn(x), 1 - y[:, None], 1)
                              - jnp.take_along_axis(fn(x), y[:, None], 1))
   gradient = jax.grad(margin)(x)
@@ -94,11 +108,18 @@ def test_pgd_with_fast_convs_reaches_the_linear_optimum():
   np.testing.assert_allclose(jnp.where(clear, result.x_adv, 0), jnp.where(clear, optimum, 0),
                              atol=2e-6)
   assert float(jnp.mean(clear)) > 0.9
-  # The steps differentiate the fast form: no transposed (input-dilated) conv of the stride-2
-  # conv's autodiff is left in the attack.
-  program = lambda fast_convs: str(jax.make_jaxpr(lambda x: attacks.pgd(
-      fn, x, y, key=jax.random.key(5), eps=0.1, fast_convs=fast_convs).x_adv)(x))
-  assert "lhs_dilation=(2, 2)" in program(False) and "lhs_dilation=(2, 2)" not in program(True)
+  assert has_transposed_strided_conv(attacks.pgd, fn, x, y, fast_convs=False)
+  assert not has_transposed_strided_conv(attacks.pgd, fn, x, y, fast_convs=True)
+
+
+def test_apgd_steps_use_the_fast_form_and_find_the_same_successes():
+  fn, x, y = linear_problem(classes=4)
+  assert has_transposed_strided_conv(attacks.apgd, fn, x, y, steps=5, fast_convs=False)
+  assert not has_transposed_strided_conv(attacks.apgd, fn, x, y, steps=5, fast_convs=True)
+  results = [attacks.apgd(fn, x, y, key=jax.random.key(6), eps=0.05, steps=20, loss="dlr",
+                          fast_convs=fast) for fast in (True, False)]
+  np.testing.assert_array_equal(results[0].success, results[1].success)
+  np.testing.assert_allclose(results[0].loss, results[1].loss, rtol=1e-3)
 
 
 def test_auto_computes_plain_convs_fast_and_keeps_the_loop_rolled():

@@ -36,7 +36,9 @@ import numpy as np
 
 from dmr.attacks import losses, optimizers, projections, validation
 from dmr.attacks.projected_gradient import (AttackResult, LogitsFn, ModelInfo, as_pytree_fn,
-                                            check_model, inspect_model, resolve_unroll, widen)
+                                            check_model, inspect_model, resolve_fast_convs,
+                                            resolve_unroll, widen)
+from dmr.models import conv_rewrite
 
 MOMENTUM = 0.75      # weight of the new step; 1 - MOMENTUM on the previous move
 RHO = 0.75           # share of loss-raising steps a window needs to keep its step size
@@ -58,6 +60,7 @@ class APGDSpec:
   target_classes: int = 9
   unroll: bool = False
   dtype: str = "float32"
+  fast_convs: bool = False
 
   @property
   def targeted(self) -> bool:
@@ -294,20 +297,27 @@ def _result(logits_fn, x_adv, y, per_run, loss, spec: APGDSpec) -> AttackResult:
   return AttackResult(x_adv, losses.fools(logits_fn, x_adv, y), per_run, loss)
 
 
+def stepping_fn(logits_fn, spec: APGDSpec):
+  """The function the steps evaluate and differentiate: logits_fn, or with spec.fast_convs its
+  convs in dmr's forms (the result's success is judged by logits_fn itself)."""
+  return conv_rewrite.with_fast_convs(logits_fn) if spec.fast_convs else logits_fn
+
+
 def attack(logits_fn, x, y, key, eps, bounds, spec: APGDSpec) -> AttackResult:
   """The traced attack behind `apgd` (no validation). Runs (restart r, target t) one after
   the other (run t * restarts + r, key fold_in(key, run)); a run is skipped once every row is
   fooled. Per row: the first successful run's iterate, else the highest-loss one."""
   x, bounds = widen(x, bounds)
+  step_fn = stepping_fn(logits_fn, spec)
 
   def one_run(best, run_and_targets):
     run, targets = run_and_targets
     attempt = lambda best: _keep_better(best, _run(
-        logits_fn, x, y, targets, jax.random.fold_in(key, run), eps, bounds, spec))
+        step_fn, x, y, targets, jax.random.fold_in(key, run), eps, bounds, spec))
     skip = lambda best: (best, jnp.zeros_like(best[2]))
     return jax.lax.cond(jnp.all(best[2]), skip, attempt, best)
 
-  runs = (jnp.arange(spec.runs), _run_targets(logits_fn, x, y, spec))
+  runs = (jnp.arange(spec.runs), _run_targets(step_fn, x, y, spec))
   (x_adv, loss, _), per_run = jax.lax.scan(one_run, _nothing_yet(x), runs)
   return jax.lax.stop_gradient(_result(logits_fn, x_adv, y, per_run, loss, spec))
 
@@ -329,18 +339,19 @@ def host_attack(logits_fn, x, y, key, eps, bounds, spec: APGDSpec) -> AttackResu
   does not inside a compiled loop; not traceable (no jit/vmap around it)."""
   x, bounds = _jit_widen(x, bounds)
   is_checkpoint, window = checkpoint_schedule(spec.steps, spec.norm)
-  targets = _jit_run_targets(logits_fn, x, y, spec)
+  step_fn = stepping_fn(logits_fn, spec)
+  targets = _jit_run_targets(step_fn, x, y, spec)
   best, per_run = _nothing_yet(x), []
   for run in range(spec.runs):
     if bool(jnp.all(best[2])):
       per_run.append(jnp.zeros_like(best[2]))
       continue
-    s = _jit_initial_state(logits_fn, x, y, targets[run], jax.random.fold_in(key, run), eps,
+    s = _jit_initial_state(step_fn, x, y, targets[run], jax.random.fold_in(key, run), eps,
                            bounds, spec)
     for i in range(spec.steps):
       if i % HOST_CHECK_EVERY == 0 and bool(jnp.all(s.found)):
         break
-      s = _jit_iteration(logits_fn, x, y, targets[run], eps, bounds, s, spec, i == 0,
+      s = _jit_iteration(step_fn, x, y, targets[run], eps, bounds, s, spec, i == 0,
                          bool(is_checkpoint[i]), int(window[i]))
     best, success_run = _jit_keep_better(best, _jit_outcome(s))
     per_run.append(success_run)
@@ -363,13 +374,15 @@ def choose_loop(unroll: bool | str, host_loop: bool, model: ModelInfo, eager: bo
   return "unrolled" if unroll else "rolled"
 
 
-def validate(spec: APGDSpec, unroll, host_loop: bool, key, eps, x, y, bounds) -> None:
+def validate(spec: APGDSpec, unroll, fast_convs, host_loop: bool, key, eps, x, y,
+             bounds) -> None:
   """The checks of `apgd` that need no model, before tracing."""
   validation.check_choice("norm", spec.norm, projections.NORMS)
   validation.check_choice("loss", spec.loss, LOSSES)
   for name in ("steps", "restarts", "target_classes"):
     validation.check_count(name, getattr(spec, name))
   validation.check_auto_flag("unroll", unroll)
+  validation.check_auto_flag("fast_convs", fast_convs)
   validation.check_host_loop(host_loop, "steps", x, y, key, eps, bounds)
   validation.check_problem(key, eps, x, y, bounds)
 
@@ -390,7 +403,8 @@ def check_classes(spec: APGDSpec, model: ModelInfo, x, y) -> None:
 def apgd(logits_fn: LogitsFn, x: jax.Array, y: jax.Array, *, key: jax.Array, eps: float,
          norm: str = "linf", loss: str = "ce", steps: int = 100, restarts: int = 1,
          target_classes: int = 9, bounds: projections.Bounds = (0.0, 1.0),
-         unroll: bool | str = "auto", host_loop: bool = False) -> AttackResult:
+         unroll: bool | str = "auto", host_loop: bool = False,
+         fast_convs: bool | str = "auto") -> AttackResult:
   """APGD (Croce and Hein 2020) within an eps-ball around x, inside the box `bounds`.
 
   Args:
@@ -421,6 +435,8 @@ def apgd(logits_fn: LogitsFn, x: jax.Array, y: jax.Array, *, key: jax.Array, eps
     host_loop: drive the steps from Python, one compiled call each: on XLA:CPU several times
       faster than the rolled loop for conv models and compiled in seconds, but apgd can then
       not be called inside jax.jit/vmap. Ends (checked every 10 steps) once all are fooled.
+    fast_convs: as for `pgd`: the steps use logits_fn's lax convs in dmr's forms (on CPU by
+      default when its input gradient convolves); unroll="auto" then follows the fast form.
 
   Returns:
     AttackResult(x_adv [B, ...] in x's dtype, success [B], success_per_restart [runs, B],
@@ -433,10 +449,11 @@ def apgd(logits_fn: LogitsFn, x: jax.Array, y: jax.Array, *, key: jax.Array, eps
   """
   spec = APGDSpec(norm, loss, steps, restarts, target_classes,
                   dtype=str(jnp.result_type(x)))
-  validate(spec, unroll, host_loop, key, eps, x, y, bounds)
+  validate(spec, unroll, fast_convs, host_loop, key, eps, x, y, bounds)
   model = inspect_model(logits_fn, x)
   check_classes(spec, model, x, y)
-  loop = choose_loop(unroll, host_loop, model, validation.is_concrete(x, y, key, eps, bounds))
-  spec = dataclasses.replace(spec, unroll=loop == "unrolled")
+  fast_convs, stepped = resolve_fast_convs(fast_convs, logits_fn, x, model)
+  loop = choose_loop(unroll, host_loop, stepped, validation.is_concrete(x, y, key, eps, bounds))
+  spec = dataclasses.replace(spec, unroll=loop == "unrolled", fast_convs=fast_convs)
   run = host_attack if loop == "host" else compiled_attack
   return run(as_pytree_fn(logits_fn), x, y, key, eps, bounds, spec)

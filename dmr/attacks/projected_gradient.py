@@ -360,17 +360,24 @@ def check_model(model: ModelInfo, x, y, y_true, targeted: bool) -> None:
     validation.check_targets(y, y_true, targeted)
 
 
-def resolve_loop(spec: StaticOptions, fn: Callable, x, model: ModelInfo) -> StaticOptions:
-  """spec with fast_convs and unroll resolved for fn on inputs like x (model: inspect_model's).
-  fast_convs="auto": True on CPU when model.backward_convolves;
-  unroll="auto": resolve_unroll for the function the steps differentiate (fn or its fast form)."""
-  fast_convs = spec.fast_convs
+def resolve_fast_convs(fast_convs: bool | str, fn: Callable, x,
+                       model: ModelInfo) -> tuple[bool, ModelInfo]:
+  """(fast_convs resolved, ModelInfo of the function the steps differentiate: fn or its fast
+  form) for fn on inputs like x, model = inspect_model(fn, x). "auto": True on CPU when
+  model.backward_convolves."""
   if fast_convs == "auto":
     fast_convs = jax.default_backend() == "cpu" and model.backward_convolves
-  if fast_convs and spec.unroll == "auto":
+  if fast_convs:
     model = inspect_model(conv_rewrite.with_fast_convs(fn), x)
+  return fast_convs, model
+
+
+def resolve_loop(spec: StaticOptions, fn: Callable, x, model: ModelInfo) -> StaticOptions:
+  """spec with fast_convs and unroll resolved for fn on inputs like x (model: inspect_model's);
+  unroll="auto" follows the function the steps differentiate."""
+  fast_convs, stepped = resolve_fast_convs(spec.fast_convs, fn, x, model)
   return dataclasses.replace(spec, fast_convs=fast_convs,
-                             unroll=resolve_unroll(spec.unroll, model))
+                             unroll=resolve_unroll(spec.unroll, stepped))
 
 
 def resolve_unroll(unroll: bool | str, model: ModelInfo) -> bool:

@@ -23,6 +23,10 @@ MUTATIONS = [
              "after fast_convs replaced them", "dmr/attacks/projected_gradient.py",
              "    model = inspect_model(conv_rewrite.with_fast_convs(fn), x)\n", "    pass\n",
              ("tests/test_conv_rewrite.py",)),
+    Mutation("apgd_fast_convs_unused", "APGD's steps differentiate the model's own convs "
+             "although fast_convs is on", "dmr/attacks/apgd.py",
+             "return conv_rewrite.with_fast_convs(logits_fn) if spec.fast_convs else logits_fn",
+             "return logits_fn", ("tests/test_conv_rewrite.py",)),
     Mutation("convs_patches_transposed", "im2col gathers its windows' taps column by column",
              "dmr/models/convs.py", "for i in range(kh) for j in range(kw)]",
              "for j in range(kw) for i in range(kh)]", ("tests/test_convs.py",)),
