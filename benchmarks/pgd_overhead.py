@@ -36,7 +36,8 @@ EPS, STEP = 0.3, 2.5 * 0.3 / 40
 def dmr_attack(logits_fn, x, y, steps: int, unroll: bool):
   """run() of dmr's jitted attack for `steps` sign steps."""
   jitted = jax.jit(projected_gradient.attack, static_argnames="spec")
-  spec = projected_gradient.StaticOptions(steps=steps, early_stop=False, unroll=unroll)
+  spec = projected_gradient.StaticOptions(steps=steps, early_stop=False, unroll=unroll,
+                                          fast_convs=False)
   key = jax.random.key(0)
   return lambda: jitted(logits_fn, x, y, key, EPS, STEP, (0.0, 1.0),
                         spec=spec).x_adv.block_until_ready()
@@ -47,12 +48,15 @@ def minimal_loop(logits_fn, x, y, unroll: bool):
   def loss(images):
     return optax.softmax_cross_entropy_with_integer_labels(logits_fn(images), y).sum()
 
-  def step(_, delta):
-    grad = jax.grad(loss)(jnp.clip(x + delta, 0.0, 1.0))
-    return jnp.clip(delta + STEP * jnp.sign(grad), -EPS, EPS)
+  def attack(x):  # x an argument: a loop of constants would be folded at compile time
+    def step(_, delta):
+      grad = jax.grad(loss)(jnp.clip(x + delta, 0.0, 1.0))
+      return jnp.clip(delta + STEP * jnp.sign(grad), -EPS, EPS)
 
-  run = jax.jit(lambda: jax.lax.fori_loop(0, 40, step, jnp.zeros_like(x), unroll=unroll))
-  return lambda: run().block_until_ready()
+    return jax.lax.fori_loop(0, 40, step, jnp.zeros_like(x), unroll=unroll)
+
+  run = jax.jit(attack)
+  return lambda: run(x).block_until_ready()
 
 
 def main():
