@@ -1,4 +1,4 @@
-"""dmr.models.conv_rewrite and the attacks' fast_convs: any lax conv model, computed in dmr's forms."""
+"""dmr.models.conv_rewrite and the attacks' fast_convs: any lax conv model in dmr's conv forms."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -23,7 +23,8 @@ def lax_conv(x, kernel, strides, padding, numbers):
 
 
 def assert_close(actual, expected):
-  np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5 * float(jnp.abs(expected).max()))
+  np.testing.assert_allclose(actual, expected, rtol=1e-5,
+                             atol=1e-5 * float(jnp.abs(expected).max()))
 
 
 @pytest.mark.parametrize("x_shape, kernel_shape, strides, padding, numbers", CONVS)

@@ -8,8 +8,8 @@ from jax.sharding import NamedSharding, PartitionSpec
 from dmr import parallel
 from dmr.models import convs
 
-FORMS = {"gemm_input_gradient_conv": convs.gemm_input_gradient_conv, "im2col_conv": convs.im2col_conv,
-         "valid_conv": convs.valid_conv}
+FORMS = {"gemm_input_gradient_conv": convs.gemm_input_gradient_conv,
+         "im2col_conv": convs.im2col_conv, "valid_conv": convs.valid_conv}
 # (x [B, H, W, C], kernel [kh, kw, C, O]): batch 1, non-square images and kernels, C != O.
 SHAPES = [((1, 5, 5, 1), (2, 2, 1, 3)), ((3, 7, 6, 4), (3, 2, 4, 5)),
           ((2, 6, 9, 3), (2, 4, 3, 2)), ((2, 8, 8, 5), (3, 3, 5, 7))]

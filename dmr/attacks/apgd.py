@@ -363,9 +363,10 @@ def choose_loop(unroll: bool | str, host_loop: bool, model: ModelInfo, eager: bo
   "rolled" (a lax.while_loop).
 
   host_loop=True: "host". unroll="auto" never unrolls: compiling 100 unrolled APGD steps of a
-  conv model takes minutes. Where projected_gradient.resolve_unroll would unroll (on CPU, a model
-  whose input gradient convolves, which XLA:CPU runs slowly inside compiled loops) it picks "host" when
-  called eagerly (fast kernels, compiled in seconds) and "rolled" under jax.jit/vmap.
+  conv model takes minutes. Where projected_gradient.resolve_unroll would unroll (on CPU, a
+  model whose input gradient convolves, which XLA:CPU runs slowly inside compiled loops) it
+  picks "host" when called eagerly (fast kernels, compiled in seconds) and "rolled" under
+  jax.jit/vmap.
   """
   if host_loop:
     return "host"

@@ -194,8 +194,9 @@ def attack(logits_fn, x, y, key, eps, step_size, bounds, spec: StaticOptions) ->
 
   x may be of any floating dtype; the attack computes in compute_dtype(x.dtype) and returns
   x_adv in x.dtype. With spec.fast_convs the steps use logits_fn's convs in dmr's fast forms;
-  the returned success is judged by logits_fn itself. The result carries no gradient: a loss on x_adv can be differentiated w.r.t.
-  the model's params (adversarial training) without differentiating through the attack's loop.
+  the returned success is judged by logits_fn itself. The result carries no gradient: a loss on
+  x_adv can be differentiated w.r.t. the model's params (adversarial training) without
+  differentiating through the attack's loop.
   """
   dtype, batch = x.dtype, x.shape[0]
   wide, bounds = widen(x, bounds)

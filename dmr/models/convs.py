@@ -93,8 +93,9 @@ def strided_conv(x: jax.Array, kernel: jax.Array, strides: tuple[int, int],
   rows, cols = (out_rows - 1 + blocks_h) * sh, (out_cols - 1 + blocks_w) * sw  # Rows covered.
   x = jnp.pad(x[:, :rows, :cols], ((0, 0), (0, max(rows - x.shape[1], 0)),
                                    (0, max(cols - x.shape[2], 0)), (0, 0)))
-  x = x.reshape((x.shape[0], rows // sh, sh, cols // sw, sw, channels)).transpose((0, 1, 3, 2, 4, 5))
-  x = x.reshape((x.shape[0], rows // sh, cols // sw, sh * sw * channels))
+  batch = x.shape[0]
+  x = x.reshape((batch, rows // sh, sh, cols // sw, sw, channels)).transpose((0, 1, 3, 2, 4, 5))
+  x = x.reshape((batch, rows // sh, cols // sw, sh * sw * channels))
   kernel = kernel.reshape((blocks_h, sh, blocks_w, sw, channels, features))
   kernel = kernel.transpose((0, 2, 1, 3, 4, 5)).reshape((blocks_h, blocks_w, -1, features))
   return valid_conv(x, kernel.astype(x.dtype))
