@@ -34,8 +34,8 @@ def test_fast_form_equals_lax_in_values_and_gradients(x_shape, kernel_shape, str
   x, kernel = jax.random.normal(keys[0], x_shape), jax.random.normal(keys[1], kernel_shape)
   conv = lambda x, kernel: lax_conv(x, kernel, strides, padding, numbers)
   fast = conv_rewrite.with_fast_convs(conv)
-  assert projected_gradient.inspect_model(lambda x: conv(x, kernel), x).backward_convolves
-  assert not projected_gradient.inspect_model(lambda x: fast(x, kernel), x).backward_convolves
+  assert projected_gradient.backward_convolves(lambda x: conv(x, kernel), x)
+  assert not projected_gradient.backward_convolves(lambda x: fast(x, kernel), x)
   expected = conv(x, kernel)
   assert_close(jax.jit(fast)(x, kernel), expected)
   cotangent = jax.random.normal(keys[2], expected.shape)
@@ -127,8 +127,7 @@ def test_auto_computes_plain_convs_fast_and_keeps_the_loop_rolled():
   x = jnp.zeros((2, 1, 8, 8))
   fn = jax.tree_util.Partial(plain_linear_model, jnp.ones((4, 1, 4, 4)), jnp.ones((64, 2)))
   spec = lambda **options: projected_gradient.resolve_loop(
-      projected_gradient.StaticOptions(**options), fn, x,
-      projected_gradient.inspect_model(fn, x))
+      projected_gradient.StaticOptions(**options), fn, x)
   on_cpu = jax.default_backend() == "cpu"
   assert (spec().fast_convs, spec().unroll) == (on_cpu, False)
   assert (spec(fast_convs=False).fast_convs, spec(fast_convs=False).unroll) == (False, on_cpu)
@@ -146,7 +145,6 @@ def test_auto_still_unrolls_when_uncovered_convs_remain():
     return h.reshape(h.shape[0], -1)[:, :3]
 
   x = jnp.zeros((2, 8, 8, 1))
-  spec = projected_gradient.resolve_loop(projected_gradient.StaticOptions(), dilated, x,
-                                         projected_gradient.inspect_model(dilated, x))
+  spec = projected_gradient.resolve_loop(projected_gradient.StaticOptions(), dilated, x)
   on_cpu = jax.default_backend() == "cpu"
   assert (spec.fast_convs, spec.unroll) == (on_cpu, on_cpu)

@@ -138,10 +138,9 @@ def test_attacks_roll_their_loop_for_dmr_convs_and_unroll_it_for_plain_convs():
           images, kernel, (2, 2), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC")))
     return images.reshape((images.shape[0], -1))[:, :10]
 
-  dmr_model = projected_gradient.inspect_model(dmr_fn, x)
-  plain_model = projected_gradient.inspect_model(plain_fn, x)
-  assert dmr_model.logits.shape == plain_model.logits.shape == (2, 10)
-  assert not dmr_model.backward_convolves and plain_model.backward_convolves
+  assert dmr_fn(x).shape == plain_fn(x).shape == (2, 10)
+  assert not projected_gradient.backward_convolves(dmr_fn, x)
+  assert projected_gradient.backward_convolves(plain_fn, x)
   on_cpu = jax.default_backend() == "cpu"
-  assert projected_gradient.resolve_unroll("auto", dmr_model) is False
-  assert projected_gradient.resolve_unroll("auto", plain_model) is on_cpu
+  assert projected_gradient.resolve_unroll("auto", dmr_fn, x) is False
+  assert projected_gradient.resolve_unroll("auto", plain_fn, x) is on_cpu

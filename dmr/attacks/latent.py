@@ -94,7 +94,7 @@ def latent_pgd(decode_fn: Callable[[jax.Array], jax.Array],
   codes_to_logits = _codes_to_logits(decode_fn, logits_fn)
   model = projected_gradient.inspect_model(codes_to_logits, z)
   projected_gradient.check_model(model, z, y, y_true, targeted)
-  spec = projected_gradient.resolve_loop(spec, codes_to_logits, z, model)
+  spec = projected_gradient.resolve_loop(spec, codes_to_logits, z)
   step_size = projected_gradient.resolve_step_size(step_size, eps, spec)
   return projected_gradient.run_compiled(_latent_attack, (decode_fn, logits_fn), z, y, key, eps,
                                          step_size, box, spec=spec)

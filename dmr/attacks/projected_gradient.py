@@ -290,15 +290,17 @@ def _input_gradient(fn, x):
   return jax.grad(lambda x: jnp.sum(fn(x), dtype=jnp.float32))(x)
 
 
-_REUSABLE = {"logits": jax.jit(lambda fn, x: fn(x)), "gradient": jax.jit(_input_gradient)}
+def _logits(fn, x):
+  return fn(x)
+
+
+_TRACED = {"logits": _logits, "gradient": _input_gradient}
+_REUSABLE = {name: jax.jit(fn) for name, fn in _TRACED.items()}
 
 
 class ModelInfo(NamedTuple):
-  """What an abstract evaluation of logits_fn on x tells: its output, and whether its input
-  gradient computes convolutions that the forward pass does not (the gradient convs XLA:CPU runs
-  slowly inside loops)."""
+  """What an abstract evaluation of logits_fn on x tells: its output."""
   logits: jax.ShapeDtypeStruct
-  backward_convolves: bool
 
 
 def _live_equations(jaxpr, live_outputs) -> list:
@@ -332,19 +334,25 @@ def _convolutions(traced) -> collections.Counter:
       if eqn.primitive.name == "conv_general_dilated")
 
 
-def inspect_model(fn: Callable, x) -> ModelInfo:
-  """Abstract evaluation of fn and of its input gradient on x's shape and dtype (no
-  compilation): cached for a reusable fn, so new params add no trace; traced afresh for any
-  other fn."""
+def _trace(name: str, fn: Callable, x):
+  """The abstract evaluation of _TRACED[name] on fn and x's shape and dtype (no compilation):
+  cached for a reusable fn, so new params add no trace; traced afresh for any other fn."""
   like = jax.ShapeDtypeStruct(np.shape(x), jnp.result_type(x))
   if is_reusable(fn):
-    forward, gradient = (_REUSABLE[name].trace(fn, like) for name in ("logits", "gradient"))
-  else:
-    forward = jax.jit(fn).trace(like)
-    gradient = jax.jit(functools.partial(_input_gradient, fn)).trace(like)
-  logits = forward.jaxpr.out_avals[0]
-  return ModelInfo(jax.ShapeDtypeStruct(logits.shape, logits.dtype),
-                   bool(_convolutions(gradient) - _convolutions(forward)))
+    return _REUSABLE[name].trace(fn, like)
+  return jax.jit(functools.partial(_TRACED[name], fn)).trace(like)
+
+
+def inspect_model(fn: Callable, x) -> ModelInfo:
+  """fn's output on inputs like x, from an abstract evaluation."""
+  logits = _trace("logits", fn, x).jaxpr.out_avals[0]
+  return ModelInfo(jax.ShapeDtypeStruct(logits.shape, logits.dtype))
+
+
+def backward_convolves(fn: Callable, x) -> bool:
+  """Whether fn's input gradient at inputs like x computes convolutions that its forward pass
+  does not: the gradient convs XLA:CPU runs slowly inside loops (abstract evaluations only)."""
+  return bool(_convolutions(_trace("gradient", fn, x)) - _convolutions(_trace("logits", fn, x)))
 
 
 def check_model(model: ModelInfo, x, y, y_true, targeted: bool) -> None:
@@ -361,34 +369,30 @@ def check_model(model: ModelInfo, x, y, y_true, targeted: bool) -> None:
     validation.check_targets(y, y_true, targeted)
 
 
-def resolve_fast_convs(fast_convs: bool | str, fn: Callable, x,
-                       model: ModelInfo) -> tuple[bool, ModelInfo]:
-  """(fast_convs resolved, ModelInfo of the function the steps differentiate: fn or its fast
-  form) for fn on inputs like x, model = inspect_model(fn, x). "auto": True on CPU when
-  model.backward_convolves."""
+def resolve_fast_convs(fast_convs: bool | str, fn: Callable, x) -> tuple[bool, Callable]:
+  """(fast_convs resolved, the function the steps differentiate: fn or its fast form) for fn on
+  inputs like x. "auto": True on CPU when backward_convolves(fn, x)."""
   if fast_convs == "auto":
-    fast_convs = jax.default_backend() == "cpu" and model.backward_convolves
-  if fast_convs:
-    model = inspect_model(conv_rewrite.with_fast_convs(fn), x)
-  return fast_convs, model
+    fast_convs = jax.default_backend() == "cpu" and backward_convolves(fn, x)
+  return fast_convs, conv_rewrite.with_fast_convs(fn) if fast_convs else fn
 
 
-def resolve_loop(spec: StaticOptions, fn: Callable, x, model: ModelInfo) -> StaticOptions:
-  """spec with fast_convs and unroll resolved for fn on inputs like x (model: inspect_model's);
-  unroll="auto" follows the function the steps differentiate."""
-  fast_convs, stepped = resolve_fast_convs(spec.fast_convs, fn, x, model)
-  return dataclasses.replace(spec, fast_convs=fast_convs,
-                             unroll=resolve_unroll(spec.unroll, stepped))
-
-
-def resolve_unroll(unroll: bool | str, model: ModelInfo) -> bool:
-  """unroll="auto": True on CPU for a model whose input gradient computes convolutions that its
-  forward pass does not (XLA:CPU runs those slowly inside loop bodies, jax-ml/jax#12868), else
-  False (dmr's conv models among them: their convs' input gradients are matrix products,
-  dmr.models.convs)."""
+def resolve_unroll(unroll: bool | str, fn: Callable, x) -> bool:
+  """unroll="auto" for steps that differentiate fn on inputs like x: True on CPU when
+  backward_convolves(fn, x) (XLA:CPU runs such convs slowly inside loop bodies,
+  jax-ml/jax#12868), else False (dmr's conv models among them: their convs' input gradients are
+  matrix products, dmr.models.convs)."""
   if unroll == "auto":
-    return jax.default_backend() == "cpu" and model.backward_convolves
+    return jax.default_backend() == "cpu" and backward_convolves(fn, x)
   return unroll
+
+
+def resolve_loop(spec: StaticOptions, fn: Callable, x) -> StaticOptions:
+  """spec with fast_convs and unroll resolved for fn on inputs like x; unroll="auto" follows
+  the function the steps differentiate."""
+  fast_convs, stepped = resolve_fast_convs(spec.fast_convs, fn, x)
+  return dataclasses.replace(spec, fast_convs=fast_convs,
+                             unroll=resolve_unroll(spec.unroll, stepped, x))
 
 
 def pgd(logits_fn: LogitsFn, x: jax.Array, y: jax.Array, *, key: jax.Array, eps: float,
@@ -464,6 +468,6 @@ def pgd(logits_fn: LogitsFn, x: jax.Array, y: jax.Array, *, key: jax.Array, eps:
   validation.check_y_true(y_true, y, targeted)
   model = inspect_model(logits_fn, x)
   check_model(model, x, y, y_true, targeted)
-  spec = resolve_loop(spec, logits_fn, x, model)
+  spec = resolve_loop(spec, logits_fn, x)
   step_size = resolve_step_size(step_size, eps, spec)
   return run_compiled(attack, (logits_fn,), x, y, key, eps, step_size, bounds, spec=spec)

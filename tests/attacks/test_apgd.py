@@ -7,7 +7,6 @@ import pytest
 
 from dmr.attacks import lp_norm
 from dmr.attacks.apgd import apgd, checkpoint_schedule, choose_loop
-from dmr.attacks.projected_gradient import ModelInfo
 from dmr.attacks.projections import project_l1_box
 
 DIM = 100
@@ -224,9 +223,9 @@ def test_outputs_keep_the_input_dtype_and_exact_constraints(dtype, norm):
 
 
 def test_auto_never_unrolls_and_leaves_the_compiled_loop_for_conv_models_on_cpu():
-  logits = jax.ShapeDtypeStruct((2, 10), jnp.float32)
-  conv, dense = ModelInfo(logits, True), ModelInfo(logits, False)  # backward_convolves
   on_cpu = jax.default_backend() == "cpu"
+  # Whether unrolling would pay: resolve_unroll("auto", ...) of a model whose gradient convolves.
+  conv, dense = (lambda: on_cpu), (lambda: False)
   assert choose_loop("auto", False, conv, eager=True) == ("host" if on_cpu else "rolled")
   assert choose_loop("auto", False, conv, eager=False) == "rolled"    # under jit or vmap
   assert choose_loop("auto", False, dense, eager=True) == "rolled"

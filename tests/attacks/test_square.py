@@ -53,6 +53,19 @@ def test_needs_no_gradient_where_pgd_fails():
   assert np.all(r.success)
 
 
+def test_attacks_a_model_jax_cannot_differentiate():
+  """A model on the host behind jax.pure_callback has no derivative at all; square only
+  evaluates it, so it breaks it as the linear model itself."""
+  host = lambda x: np.asarray(linear_logits(jnp.asarray(x)))
+  on_host = lambda x: jax.pure_callback(
+      host, jax.ShapeDtypeStruct((x.shape[0], CLASSES), jnp.float32), x)
+  x, y = _easy_batch()
+  with pytest.raises(Exception):
+    jax.grad(lambda x: on_host(x).sum())(x)
+  r = square(on_host, x, y, key=jax.random.key(0), eps=0.2, queries=500)
+  assert np.all(r.success)
+
+
 def test_never_keeps_a_worse_point():
   # eps too small to break anything; the same key gives the same start and first query, so
   # 200 queries must end at least as close to the boundary as 1.

@@ -21,12 +21,18 @@ MUTATIONS = [
              "step_fn = logits_fn", ("tests/test_conv_rewrite.py",)),
     Mutation("fast_convs_loop_not_reinspected", "unroll=\"auto\" judges the model's own convs "
              "after fast_convs replaced them", "dmr/attacks/projected_gradient.py",
-             "    model = inspect_model(conv_rewrite.with_fast_convs(fn), x)\n", "    pass\n",
+             "unroll=resolve_unroll(spec.unroll, stepped, x)",
+             "unroll=resolve_unroll(spec.unroll, fn, x)",
              ("tests/test_conv_rewrite.py",)),
     Mutation("apgd_fast_convs_unused", "APGD's steps differentiate the model's own convs "
              "although fast_convs is on", "dmr/attacks/apgd.py",
              "return conv_rewrite.with_fast_convs(logits_fn) if spec.fast_convs else logits_fn",
              "return logits_fn", ("tests/test_conv_rewrite.py",)),
+    Mutation("inspect_model_differentiates", "every attack traces the model's input gradient, "
+             "also the gradient-free Square Attack", "dmr/attacks/projected_gradient.py",
+             '  logits = _trace("logits", fn, x).jaxpr.out_avals[0]',
+             '  _trace("gradient", fn, x)\n  logits = _trace("logits", fn, x).jaxpr.out_avals[0]',
+             ("tests/attacks/test_square.py",)),
     Mutation("convs_patches_transposed", "im2col gathers its windows' taps column by column",
              "dmr/models/convs.py", "for i in range(kh) for j in range(kw)]",
              "for j in range(kw) for i in range(kh)]", ("tests/test_convs.py",)),
