@@ -1,7 +1,8 @@
 """Stride-1 VALID convolutions, images NHWC and kernels HWIO, with gradients XLA:CPU computes fast.
 
-Every conv of dmr's conv stacks is one of these: StridedConv turns its stride-2 conv into one by
-space-to-depth, TransposedConv by phase decomposition. Values equal
+Every conv of dmr's conv stacks is one of these: `strided_conv` (StridedConv's, and any other
+model's through conv_rewrite) turns a strided conv into one by space-to-depth, TransposedConv by
+phase decomposition. Values equal
 lax.conv_general_dilated(x, kernel, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
 and gradients (input and kernel, first order; also second order) equal its autodiff, up to float
 rounding. `valid_conv` picks the faster of two forms per kernel size (benchmarks/ measures them).
