@@ -142,5 +142,5 @@ def test_attacks_roll_their_loop_for_dmr_convs_and_unroll_it_for_plain_convs():
   assert not projected_gradient.backward_convolves(dmr_fn, x)
   assert projected_gradient.backward_convolves(plain_fn, x)
   on_cpu = jax.default_backend() == "cpu"
-  assert projected_gradient.resolve_unroll("auto", dmr_fn, x) is False
-  assert projected_gradient.resolve_unroll("auto", plain_fn, x) is on_cpu
+  assert projected_gradient.resolve_stepping(False, "auto", dmr_fn, x) == (False, False)
+  assert projected_gradient.resolve_stepping(False, "auto", plain_fn, x) == (False, on_cpu)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -36,8 +36,8 @@ import numpy as np
 
 from dmr.attacks import losses, optimizers, projections, validation
 from dmr.attacks.projected_gradient import (AttackResult, LogitsFn, ModelInfo, as_pytree_fn,
-                                            check_model, inspect_model, resolve_fast_convs,
-                                            resolve_unroll, widen)
+                                            check_model, inspect_model, resolve_stepping,
+                                            widen)
 from dmr.models import conv_rewrite
 
 MOMENTUM = 0.75      # weight of the new step; 1 - MOMENTUM on the previous move
@@ -358,21 +358,20 @@ def host_attack(logits_fn, x, y, key, eps, bounds, spec: APGDSpec) -> AttackResu
   return _jit_result(logits_fn, best[0], y, jnp.stack(per_run), best[1], spec)
 
 
-def choose_loop(unroll: bool | str, host_loop: bool, unroll_pays: Callable[[], bool],
-                eager: bool) -> str:
+def choose_loop(unroll: bool | str, host_loop: bool, unroll_pays: bool, eager: bool) -> str:
   """How apgd runs its steps: "host" (a Python loop of compiled steps), "unrolled", or
   "rolled" (a lax.while_loop).
 
   host_loop=True: "host". unroll="auto" never unrolls: compiling 100 unrolled APGD steps of a
-  conv model takes minutes. Where unrolling would pay (unroll_pays(): projected_gradient.
-  resolve_unroll's "auto", on CPU a model whose input gradient convolves, which XLA:CPU runs
+  conv model takes minutes. Where unrolling would pay (unroll_pays: projected_gradient.
+  resolve_stepping's "auto", on CPU a model whose input gradient convolves, which XLA:CPU runs
   slowly inside compiled loops) it picks "host" when called eagerly (fast kernels, compiled in
   seconds) and "rolled" under jax.jit/vmap.
   """
   if host_loop:
     return "host"
   if unroll == "auto":
-    return "host" if eager and unroll_pays() else "rolled"
+    return "host" if eager and unroll_pays else "rolled"
   return "unrolled" if unroll else "rolled"
 
 
@@ -454,9 +453,9 @@ def apgd(logits_fn: LogitsFn, x: jax.Array, y: jax.Array, *, key: jax.Array, eps
   validate(spec, unroll, fast_convs, host_loop, key, eps, x, y, bounds)
   model = inspect_model(logits_fn, x)
   check_classes(spec, model, x, y)
-  fast_convs, stepped = resolve_fast_convs(fast_convs, logits_fn, x)
-  loop = choose_loop(unroll, host_loop, lambda: resolve_unroll("auto", stepped, x),
-                     validation.is_concrete(x, y, key, eps, bounds))
+  fast_convs, unroll_pays = resolve_stepping(fast_convs, "auto" if unroll == "auto" else False,
+                                             logits_fn, x)
+  loop = choose_loop(unroll, host_loop, unroll_pays, validation.is_concrete(x, y, key, eps, bounds))
   spec = dataclasses.replace(spec, unroll=loop == "unrolled", fast_convs=fast_convs)
   run = host_attack if loop == "host" else compiled_attack
   return run(as_pytree_fn(logits_fn), x, y, key, eps, bounds, spec)

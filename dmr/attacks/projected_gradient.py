@@ -369,30 +369,29 @@ def check_model(model: ModelInfo, x, y, y_true, targeted: bool) -> None:
     validation.check_targets(y, y_true, targeted)
 
 
-def resolve_fast_convs(fast_convs: bool | str, fn: Callable, x) -> tuple[bool, Callable]:
-  """(fast_convs resolved, the function the steps differentiate: fn or its fast form) for fn on
-  inputs like x. "auto": True on CPU when backward_convolves(fn, x)."""
+def resolve_stepping(fast_convs: bool | str, unroll: bool | str, fn: Callable,
+                     x) -> tuple[bool, bool]:
+  """(fast_convs, unroll) resolved for fn on inputs like x. On CPU, "auto" fast_convs is
+  backward_convolves(fn, x), and "auto" unroll is backward_convolves of the function the steps
+  then differentiate, fn or its fast form (XLA:CPU runs gradient convs slowly inside loop
+  bodies, jax-ml/jax#12868; dmr's conv models have none: their convs' input gradients are matrix
+  products, dmr.models.convs). Elsewhere both are False. Each function's gradient is traced at
+  most once."""
+  on_cpu = jax.default_backend() == "cpu"
+  needed = fast_convs == "auto" or (unroll == "auto" and not fast_convs)
+  convolves = on_cpu and needed and backward_convolves(fn, x)
   if fast_convs == "auto":
-    fast_convs = jax.default_backend() == "cpu" and backward_convolves(fn, x)
-  return fast_convs, conv_rewrite.with_fast_convs(fn) if fast_convs else fn
-
-
-def resolve_unroll(unroll: bool | str, fn: Callable, x) -> bool:
-  """unroll="auto" for steps that differentiate fn on inputs like x: True on CPU when
-  backward_convolves(fn, x) (XLA:CPU runs such convs slowly inside loop bodies,
-  jax-ml/jax#12868), else False (dmr's conv models among them: their convs' input gradients are
-  matrix products, dmr.models.convs)."""
+    fast_convs = convolves
   if unroll == "auto":
-    return jax.default_backend() == "cpu" and backward_convolves(fn, x)
-  return unroll
+    unroll = convolves if not fast_convs else (
+        on_cpu and backward_convolves(conv_rewrite.with_fast_convs(fn), x))
+  return fast_convs, unroll
 
 
 def resolve_loop(spec: StaticOptions, fn: Callable, x) -> StaticOptions:
-  """spec with fast_convs and unroll resolved for fn on inputs like x; unroll="auto" follows
-  the function the steps differentiate."""
-  fast_convs, stepped = resolve_fast_convs(spec.fast_convs, fn, x)
-  return dataclasses.replace(spec, fast_convs=fast_convs,
-                             unroll=resolve_unroll(spec.unroll, stepped, x))
+  """spec with fast_convs and unroll resolved for fn on inputs like x (resolve_stepping)."""
+  fast_convs, unroll = resolve_stepping(spec.fast_convs, spec.unroll, fn, x)
+  return dataclasses.replace(spec, fast_convs=fast_convs, unroll=unroll)
 
 
 def pgd(logits_fn: LogitsFn, x: jax.Array, y: jax.Array, *, key: jax.Array, eps: float,

@@ -26,7 +26,7 @@ def gemm_input_gradient_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
   window lies (a matrix product, pads and adds; no conv). Autodiff's input gradient is a conv
   with a flipped, transposed kernel, which XLA:CPU runs slowly inside a lax.while_loop (the
   attacks' loop) and, for the paper classifier's three convs, 1.4-4.4x slower than this product
-  (1 core, benchmarks/ has the forms). The kernel gradient is autodiff's.
+  (measured at 1 core, each jitted alone). The kernel gradient is autodiff's.
   """
   return _lax_valid_conv(x, kernel)
 

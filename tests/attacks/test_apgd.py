@@ -224,8 +224,8 @@ def test_outputs_keep_the_input_dtype_and_exact_constraints(dtype, norm):
 
 def test_auto_never_unrolls_and_leaves_the_compiled_loop_for_conv_models_on_cpu():
   on_cpu = jax.default_backend() == "cpu"
-  # Whether unrolling would pay: resolve_unroll("auto", ...) of a model whose gradient convolves.
-  conv, dense = (lambda: on_cpu), (lambda: False)
+  # Whether unrolling would pay: resolve_stepping's "auto" for a model whose gradient convolves.
+  conv, dense = on_cpu, False
   assert choose_loop("auto", False, conv, eager=True) == ("host" if on_cpu else "rolled")
   assert choose_loop("auto", False, conv, eager=False) == "rolled"    # under jit or vmap
   assert choose_loop("auto", False, dense, eager=True) == "rolled"

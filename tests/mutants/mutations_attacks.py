@@ -12,8 +12,8 @@ MUTATIONS = [
              "step=s.step", APGD_TESTS),
     Mutation("apgd_auto_unrolls", "apgd unroll='auto' unrolls conv models on CPU (minutes to "
              "compile) instead of the host loop", "dmr/attacks/apgd.py",
-             'return "host" if eager and resolve_unroll(unroll, model) else "rolled"',
-             'return "unrolled" if resolve_unroll(unroll, model) else "rolled"', APGD_TESTS),
+             'return "host" if eager and unroll_pays else "rolled"',
+             'return "unrolled" if unroll_pays else "rolled"', APGD_TESTS),
     Mutation("apgd_output_rounded_past_eps", "APGD iterates clipped and cast, not made exactly "
              "feasible in the input dtype", "dmr/attacks/apgd.py",
              "return projections.feasible_point(x, delta, eps, norm, bounds, dtype)",

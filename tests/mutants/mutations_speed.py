@@ -21,8 +21,8 @@ MUTATIONS = [
              "step_fn = logits_fn", ("tests/test_conv_rewrite.py",)),
     Mutation("fast_convs_loop_not_reinspected", "unroll=\"auto\" judges the model's own convs "
              "after fast_convs replaced them", "dmr/attacks/projected_gradient.py",
-             "unroll=resolve_unroll(spec.unroll, stepped, x)",
-             "unroll=resolve_unroll(spec.unroll, fn, x)",
+             "on_cpu and backward_convolves(conv_rewrite.with_fast_convs(fn), x))",
+             "on_cpu and backward_convolves(fn, x))",
              ("tests/test_conv_rewrite.py",)),
     Mutation("apgd_fast_convs_unused", "APGD's steps differentiate the model's own convs "
              "although fast_convs is on", "dmr/attacks/apgd.py",
