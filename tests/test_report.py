@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from dmr import outcomes, report, results, stats
+from dmr.report import claims as report_claims
 
 TEST, ATTACKED, RESTARTS = 1000, 300, 2
 
@@ -255,7 +256,7 @@ def test_claim3_without_any_effect_is_inconclusive(tmp_path):
 ])
 def test_more_seeds_scales_the_models_per_setting(estimate, lo, hi, suggested):
   m = report.Measure(estimate, stats.Interval(estimate, lo, hi), seeds=3)
-  assert report._more_seeds(m, 0.0) == (
+  assert report_claims._more_seeds(m, 0.0) == (
       f"more models per setting: --config.models_per_size={suggested}")
 
 
