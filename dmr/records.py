@@ -35,9 +35,10 @@ CROSS_CHECK = "off_manifold_cross_check"
 COMBINED = "off_manifold_combined"
 
 
-def on_prefix(kind: str) -> str:
-  """The field prefix of the on-manifold attack on manifold `kind`."""
-  return f"on_{kind}"
+def on_prefix(kind: Optional[str]) -> str:
+  """The field prefix of the on-manifold attack on manifold `kind` (None: of a record that
+  predates kind-specific fields, "on_manifold")."""
+  return LEGACY_ON if kind is None else f"on_{kind}"
 
 
 # ---- The model key -----------------------------------------------------------------------------
@@ -83,6 +84,12 @@ def is_attacked(record: Mapping) -> bool:
   attack's re-verified counts, written with every on-manifold kind's at once. Records from
   before re-verification (rates only) count as not attacked: the attacks stage redoes them."""
   return f"{OFF}_verified" in record
+
+
+def family_training(record: Mapping) -> tuple[Optional[str], Optional[int]]:
+  """(architecture, epochs) a family's model trained with (dmr.train.classifier.family_fields;
+  None for the sweep's models, whose records carry neither)."""
+  return record.get("architecture"), record.get("epochs")
 
 
 # ---- One attack's rates ------------------------------------------------------------------------
@@ -275,9 +282,3 @@ def on_success(arrays: Mapping) -> Optional[np.ndarray]:
   p = on_prefix(kind)
   counted = arrays[f"{p}_evaluated"].astype(bool) & arrays[f"{p}_correct"].astype(bool)
   return arrays[f"{p}_success"][:, counted].astype(np.float64)
-
-
-def family_training(record: Mapping) -> tuple[Optional[str], Optional[int]]:
-  """(architecture, epochs) a family's model trained with (dmr.train.classifier.family_fields;
-  None for the sweep's models, whose records carry neither)."""
-  return record.get("architecture"), record.get("epochs")
