@@ -372,6 +372,15 @@ def test_report_opens_with_the_summary_and_what_the_scale_settles(tmp_path):
     assert os.path.exists(tmp_path / "report" / figure)
 
 
+def test_written_claims_are_the_claims_the_report_judged(tmp_path):
+  full_run(tmp_path, (0, 1, 2))
+  assert report.written_claims(str(tmp_path)) is None  # no report written yet
+  report.write_report(str(tmp_path), "fashion_mnist")
+  written = report.written_claims(str(tmp_path))
+  assert written == report.claims_summary(str(tmp_path), "fashion_mnist")
+  assert [c["verdict"] for c in written] == [stats.HELD] * 3 + [stats.NOT_MEASURED]
+
+
 def test_report_cli_merges_workdirs_and_rejects_missing_ones(tmp_path, capsys):
   full_run(tmp_path / "a", (0, 1))
   full_run(tmp_path / "b", (2,))

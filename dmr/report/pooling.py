@@ -27,10 +27,6 @@ class Model:
     return records.AttackOutcomes.parse(self.record)
 
   @property
-  def variant(self) -> str:
-    return self.record["variant"]
-
-  @property
   def setting(self) -> tuple[str, int]:
     return self.key.variant, self.key.n
 
