@@ -350,3 +350,70 @@ def seed_difference_interval(outcomes_a, outcomes_b, counted_a=None, counted_b=N
   a = linearized_table(outcomes_a, counted_a, clusters)
   b = linearized_table(outcomes_b, counted_b, clusters)
   return _seed_interval(seed_difference_bounds(a, b, paired_seeds, confidence))
+
+
+# ---- Several sizes: Holm's step-down -------------------------------------------------------------
+
+
+def holm_adjusted(p_values: Sequence[float]) -> np.ndarray:
+  """Holm's adjusted p-values [m] of m tests, in their order: the j-th smallest p times (m - j + 1),
+  made monotone and capped at 1. A test is rejected at family-wise level alpha when its adjusted
+  p-value is <= alpha."""
+  p = np.asarray(p_values, np.float64)
+  if p.ndim != 1 or np.any((p < 0) | (p > 1)):
+    raise ValueError(f"need a list of p-values in [0, 1], got {p_values}")
+  order = np.argsort(p, kind="stable")
+  scaled = np.maximum.accumulate(p[order] * (len(p) - np.arange(len(p))))
+  adjusted = np.empty_like(p)
+  adjusted[order] = np.minimum(scaled, 1.0)
+  return adjusted
+
+
+def holm_rejected(p_values: Sequence[float], alpha: float = 1 - CONFIDENCE) -> np.ndarray:
+  """bool [m]: which of the m tests Holm's step-down rejects at family-wise level alpha."""
+  return holm_adjusted(p_values) <= alpha
+
+
+# ---- Presets sized by power (docs/statistics.md#allocation) --------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Allocation:
+  """seeds and images per setting, the expected 95% half-width and the CPU minutes they cost."""
+  seeds: int
+  images: int
+  half_width: float
+  minutes: float
+
+
+def expected_half_width(seeds: int, images: int, seed_sd: float, image_sd: float,
+                        noise_sd: float, confidence: float = CONFIDENCE) -> float:
+  """The expected half-width of `seed_rate_interval` at `seeds` models x `images` shared images:
+  t quantile (seeds - 1 degrees of freedom, Satterthwaite against the image part) times
+  sqrt(seed_sd^2 / S + image_sd^2 / n + noise_sd^2 / (n S)); the SDs are of one seed's rate
+  (seed_sd), of one image's expected outcome (image_sd) and of one outcome about it (noise_sd)."""
+  seed_part = seed_sd**2 / seeds + noise_sd**2 / (images * seeds)
+  variance = seed_part + image_sd**2 / images
+  df = (seeds - 1) * (variance / seed_part)**2
+  return float(scipy_stats.t.ppf(0.5 + confidence / 2, df) * np.sqrt(variance))
+
+
+def allocate(seed_sd: float, image_sd: float, noise_sd: float, model_minutes: float,
+             image_minutes: float, budget_minutes: float, max_images: int,
+             min_seeds: int = 3, confidence: float = CONFIDENCE) -> Allocation:
+  """The seeds (>= min_seeds) and images (<= max_images, the attacked test rows available) of
+  one setting with the narrowest expected interval (`expected_half_width`) within
+  budget_minutes, each seed costing model_minutes (training) plus images x image_minutes
+  (attacking). Raises ValueError when min_seeds models do not fit the budget."""
+  best = None
+  for seeds in range(min_seeds, int(budget_minutes // model_minutes) + 1):
+    images = min(max_images, int((budget_minutes / seeds - model_minutes) // image_minutes))
+    if images < 1:
+      break
+    width = expected_half_width(seeds, images, seed_sd, image_sd, noise_sd, confidence)
+    if best is None or width < best.half_width:
+      best = Allocation(seeds, images, width, seeds * (model_minutes + images * image_minutes))
+  if best is None:
+    raise ValueError(f"{min_seeds} models of {model_minutes} min do not fit {budget_minutes} min; "
+                     "raise the budget")
+  return best
