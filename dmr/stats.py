@@ -374,7 +374,7 @@ def holm_rejected(p_values: Sequence[float], alpha: float = 1 - CONFIDENCE) -> n
   return holm_adjusted(p_values) <= alpha
 
 
-# ---- Presets sized by power (docs/statistics.md#allocation) --------------------------------------
+# ---- Presets sized by power (docs/statistics.md#allocation-seeds-against-attacked-images) ----------------------------------
 
 
 @dataclasses.dataclass(frozen=True)

@@ -110,7 +110,7 @@ def test_rate_interval_of_fractional_outcomes_matches_the_normal_approximation()
   assert (i.lo, i.hi) == pytest.approx((x.mean() - half, x.mean() + half), abs=0.003)
 
 
-# ---- Seed-level intervals, Holm, allocation -------------------------------------------------------
+# ---- Seed-level intervals, Holm, allocation ------------------------------------------------------
 
 
 def test_seed_rate_interval_is_the_t_interval_of_seed_rates_without_shared_images():
