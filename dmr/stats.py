@@ -374,7 +374,7 @@ def holm_rejected(p_values: Sequence[float], alpha: float = 1 - CONFIDENCE) -> n
   return holm_adjusted(p_values) <= alpha
 
 
-# ---- Presets sized by power (docs/statistics.md#allocation-seeds-against-attacked-images) ----------------------------------
+# ---- Presets sized by power (docs/statistics.md, Allocation) -------------------------------------
 
 
 @dataclasses.dataclass(frozen=True)
