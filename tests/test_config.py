@@ -1,8 +1,14 @@
-"""Configs: presets, command-line overrides, validation messages."""
+"""Configs: presets, command-line overrides, validation messages.
+
+  python -m tests.test_config   # rewrites tests/data/configs.json (a deliberate change only)
+"""
+import json
 import os
+import re
 import subprocess
 import types
 
+import ml_collections
 import pytest
 
 from dmr import config as dmr_config
@@ -198,3 +204,59 @@ def test_attack_variants_choose_which_models_are_attacked(tmp_path):
   assert dmr_config.is_attacked(c, results.model_key("off_adv", 200, 0))
   claims = get_config("fashion", "claims")
   assert claims.attack.variants == ("normal",) and get_config("fonts", "claims").attack.variants is None
+
+
+def test_every_preset_is_the_pinned_config_with_the_pinned_fingerprint():
+  """tests/data/configs.json pins every field (value, type, the type overrides are parsed as,
+  derived or not, order) and the fingerprint of every dataset x preset."""
+  with open(PINNED) as f:
+    pinned = json.load(f)
+  now = json.loads(json.dumps(snapshot()))
+  assert list(now) == list(pinned)
+  for combination, expected in pinned.items():
+    assert now[combination]["fields"] == expected["fields"], combination
+    assert now[combination]["fingerprint"] == expected["fingerprint"], combination
+
+
+# --- The pinned presets -------------------------------------------------------------------------
+
+PINNED = os.path.join(REPO, "tests", "data", "configs.json")
+
+
+def fields(c: ml_collections.ConfigDict, prefix: str = "") -> list[list]:
+  """[name, repr(value), value's type, the type overrides are parsed as, derived from another
+  field] of every field, in insertion order (the order of config.json)."""
+  rows = []
+  for name, field in c._fields.items():
+    if isinstance(field, ml_collections.ConfigDict):
+      rows += fields(field, f"{prefix}{name}.")
+      continue
+    is_ref = isinstance(field, ml_collections.FieldReference)
+    value = field.get() if is_ref else field
+    parsed_as = field.get_type() if is_ref else type(value)
+    rows.append([f"{prefix}{name}", repr(value), type(value).__name__, parsed_as.__name__,
+                 bool(is_ref and field._ops)])
+  return rows
+
+
+def snapshot() -> dict:
+  """{"<file>:<preset>": {"fields": fields, "fingerprint": of_config}} of every combination."""
+  out = {}
+  for name in ("fashion", "fonts", "emnist", "celeba"):
+    for preset in dmr_config.PRESETS:
+      c = get_config(name, preset)
+      out[f"{name}:{preset}"] = {"fields": fields(c), "fingerprint": fingerprint.of_config(c)}
+  return out
+
+
+def write(path: str = PINNED) -> None:
+  """The snapshot as JSON with one line per field, for readable diffs."""
+  text = json.dumps(snapshot(), indent=1)
+  text = re.sub(r"\[\n {4}([^\[\]]*?)\n {3}\]",
+                lambda m: "[" + re.sub(r",\n {4}", ", ", m.group(1)) + "]", text)
+  with open(path, "w") as f:
+    f.write(text + "\n")
+
+
+if __name__ == "__main__":
+  write()
