@@ -13,6 +13,9 @@ import pytest
 
 from dmr import config as dmr_config
 from dmr import fingerprint, plan, results
+from dmr.config import command_line
+from dmr.config.fields import FIELDS
+from dmr.errors import UserError
 from dmr.train import classifier
 from tests.helpers import REPO, get_config, main_command, subprocess_env
 
@@ -63,9 +66,21 @@ def test_nested_invalid_values():
     dmr_config.validate(c)
 
 
-def test_unknown_preset():
-  with pytest.raises(ValueError, match="preset='fast'; allowed"):
-    get_config("fashion", "fast")
+def test_unknown_preset_is_a_user_error_with_close_matches():
+  with pytest.raises(UserError, match=r"preset='quikc'; allowed: \('paper', 'claims', 'quick', "
+                                      r"'smoke'\). Did you mean: quick\?"):
+    get_config("fashion", "quikc")
+
+
+@pytest.mark.parametrize("rows, message", [
+    ({"vaegan.betta": (1.0,) * 4}, r"the preset row 'vaegan.betta' of fashion_mnist is not a "
+                                   r"field of its config .* Did you mean: vaegan.beta"),
+    ({"vaegan.beta": (1.0, 2.0)}, r"the preset row 'vaegan.beta' .* one value per preset"),
+    ({"data.num_train": (5,) * 4}, r"the preset row 'data.num_train' of fashion_mnist"),  # FONTS'
+])
+def test_dataset_rows_are_checked_against_the_table(rows, message):
+  with pytest.raises(UserError, match=message):
+    dmr_config.build("fashion_mnist", "quick", rows)
 
 
 def test_command_line_overrides_and_errors_before_work(tmp_path):
@@ -216,6 +231,76 @@ def test_every_preset_is_the_pinned_config_with_the_pinned_fingerprint():
   for combination, expected in pinned.items():
     assert now[combination]["fields"] == expected["fields"], combination
     assert now[combination]["fingerprint"] == expected["fingerprint"], combination
+
+
+# --- The field table -----------------------------------------------------------------------------
+
+# Values tried against every check: each field's check must reject one of them with its message.
+BAD_VALUES = (0, -1, 1.5, -1.0, "nope", ("nope",), (), (0,), None)
+# Fields whose check is their type alone (any string): the ConfigDict refuses every other value.
+TYPE_ONLY = {"data.dir", "parallel.coordinator_address"}
+
+
+@pytest.mark.parametrize("name", ["fashion", "fonts", "emnist", "celeba"])
+def test_every_field_of_every_preset_is_in_the_table_with_its_help(name):
+  for preset in dmr_config.PRESETS:
+    c = get_config(name, preset)
+    for field in fingerprint.flat_fields(c):
+      assert field in FIELDS and FIELDS[field].help, (name, preset, field)
+    text = command_line.describe(c)  # --print_config: the table's help on every line.
+    for field, value in fingerprint.flat_fields(c).items():
+      assert f" {field} = {value!r}" in text and f"# {FIELDS[field].help}" in text
+
+
+def test_every_check_rejects_a_bad_value_in_one_line_naming_the_field_and_allowed_values():
+  uncovered = set()
+  for name, field in FIELDS.items():
+    rejected = 0
+    for bad in BAD_VALUES:
+      c = get_config("fonts", "smoke")
+      try:
+        dmr_config._set(c, name, bad)
+      except TypeError:  # The ConfigDict's own type check refuses it.
+        continue
+      if field.check.ok(bad):
+        continue
+      with pytest.raises(UserError) as e:
+        dmr_config.validate(c)
+      message = str(e.value)
+      stored = dmr_config._get(c, name)  # An int stored in a float field is a float.
+      assert message.startswith(f"config.{name}={stored!r} is invalid; allowed: "
+                                f"{field.check.allowed}."), message
+      assert "\n" not in message
+      rejected += 1
+    if not rejected:
+      uncovered.add(name)
+  assert uncovered == TYPE_ONLY
+
+
+def _another(value, field_type: type):
+  """A value of `field_type` other than `value` (None: a first one)."""
+  if value is None:
+    return {int: 7, float: 0.5, str: "other", tuple: (1,), bool: True}[field_type]
+  if isinstance(value, bool):
+    return not value
+  if isinstance(value, tuple):
+    return value + value[:1] if value else ("normal",)
+  return value + ("x" if isinstance(value, str) else 1)
+
+
+@pytest.mark.parametrize("name, preset", [("fonts", "paper"), ("fashion", "smoke")])
+def test_the_fingerprint_holds_the_fields_the_table_says_change_results(name, preset):
+  """A field changes the digest iff its Field.result says so: True always, False never, a
+  field's name while that field is set (claim 4's own models, the cross-check attack)."""
+  before = fingerprint.of_config(get_config(name, preset))["digest"]
+  for field_name, field in FIELDS.items():
+    c = get_config(name, preset)
+    if field.datasets and c.dataset not in field.datasets:
+      continue
+    dmr_config._set(c, field_name, _another(dmr_config._get(c, field_name), field.check.type))
+    counts = (field.result if isinstance(field.result, bool)
+              else dmr_config._get(c, field.result) is not None)
+    assert (fingerprint.of_config(c)["digest"] != before) == counts, field_name
 
 
 # --- The pinned presets -------------------------------------------------------------------------
