@@ -109,10 +109,9 @@ def stored_claims(path: str) -> list[dict]:
   """The claims in claims.json at `path`, every fingerprint group's in turn ([] when absent)."""
   try:
     with open(path) as f:
-      stored = json.load(f)
+      groups = json.load(f)["groups"]
   except FileNotFoundError:
     return []
-  groups = stored["groups"] if isinstance(stored, dict) else [{"claims": stored}]
   return [claim for group in groups for claim in group["claims"]]
 
 

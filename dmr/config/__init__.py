@@ -12,17 +12,10 @@ from __future__ import annotations
 import ml_collections
 
 from dmr import attacks, data, geometry
-from dmr.config.fields import (CLAIMS_VARIANTS, CROSS_CHECK_ATTACKS, FIELDS, FIELDS_IN_ORDER,
-                               MANIFOLDS, PAPER_TRAINING_SIZES, PAPER_VARIANTS, PRESETS,
-                               REDUCED_VARIANTS, SEED_STREAMS, STAGES, THETA_RANGES, VARIANTS,
-                               Field)
+from dmr.config.fields import (CROSS_CHECK_ATTACKS, FIELDS, FIELDS_IN_ORDER, PRESETS, STAGES,
+                               THETA_RANGES, Field)
+from dmr.config.fields import MANIFOLDS, SEED_STREAMS, VARIANTS  # noqa: F401 (re-exported)
 from dmr.errors import UserError, close_matches, suggest_names
-
-__all__ = ["CLAIMS_VARIANTS", "CROSS_CHECK_ATTACKS", "FIELDS", "MANIFOLDS", "PAPER_TRAINING_SIZES",
-           "PAPER_VARIANTS", "PRESETS", "REDUCED_VARIANTS", "SEED_STREAMS", "STAGES",
-           "THETA_RANGES", "VARIANTS", "attack_spec", "base", "build", "fields_of", "is_attacked",
-           "model_seeds", "placeholder", "seed", "stn_theta_range", "training_sizes_of",
-           "validate"]
 
 
 def fields_of(dataset: str) -> list[Field]:
