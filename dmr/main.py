@@ -26,7 +26,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from dmr import config as dmr_config
-from dmr import data, errors, experiments, fingerprint, parallel, plan, progress, results
+from dmr import data, errors, experiments, fingerprint, parallel, plan, progress, report, results
 from dmr.config import command_line
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -93,7 +93,7 @@ def summary(workdir: str, seconds: dict[str, float]) -> str:
   report stage wrote them), where the outputs are."""
   lines = ["Time per stage: " + ", ".join(f"{s} {t:.1f} s" for s, t in seconds.items())
            + f" (total {sum(seconds.values()):.1f} s; {os.path.join(workdir, PROFILE_FILE)})"]
-  for claim in stored_claims(os.path.join(workdir, "report", "claims.json")):
+  for claim in report.written_claims(workdir) or []:
     interval = f" {claim['interval_text']}" if claim.get("interval_text") else ""
     reason = f" ({claim['reason']})" if claim.get("reason") else ""
     lines.append(f"Claim {claim['claim']}: {claim['verdict']}{interval}{reason}")
@@ -103,16 +103,6 @@ def summary(workdir: str, seconds: dict[str, float]) -> str:
     if os.path.exists(path):
       lines.append(f"{name}: {path}")
   return "\n".join(lines)
-
-
-def stored_claims(path: str) -> list[dict]:
-  """The claims in claims.json at `path`, every fingerprint group's in turn ([] when absent)."""
-  try:
-    with open(path) as f:
-      groups = json.load(f)["groups"]
-  except FileNotFoundError:
-    return []
-  return [claim for group in groups for claim in group["claims"]]
 
 
 def execute(config, workdir: str, dry_run: bool = False, drift: str = "refuse") -> str:
