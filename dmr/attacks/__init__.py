@@ -20,7 +20,7 @@ only when a fresh forward pass of it gives finite, fooled logits.
 from dmr.attacks.adapters import from_equinox, from_linen, from_nnx
 from dmr.attacks.apgd import apgd
 from dmr.attacks.evaluate import Evaluation, evaluate
-from dmr.attacks.latent import LatentAttackResult, latent_pgd
+from dmr.attacks.latent import LatentAttackResult, latent_apgd, latent_pgd
 from dmr.attacks.losses import fools
 from dmr.attacks.metrics import robust_accuracy, success_rate, worst_case_success_rate
 from dmr.attacks.projected_gradient import AttackResult, pgd
@@ -33,5 +33,6 @@ __all__ = [
     "AttackResult", "AttackSpec", "LatentAttackResult", "pgd", "latent_pgd", "success_rate",
     "worst_case_success_rate", "robust_accuracy", "fools", "from_linen", "from_nnx",
     "from_equinox", "lp_norm", "project_linf", "project_l2", "project_l1", "project_ball",
-    "clip_to_box", "project_perturbation", "apgd", "square", "evaluate", "Evaluation",
+    "clip_to_box", "project_perturbation", "apgd", "latent_apgd", "square", "evaluate",
+    "Evaluation",
 ]
