@@ -134,6 +134,7 @@ def _host_latent_apgd(decode_fn, logits_fn, z, y, key, eps, box, spec: APGDSpec,
   return _jit_judged(decode_fn, logits_fn, z_adv.astype(z.dtype), y, per_run, loss, False)
 
 
+LATENT_APGD_NORMS = ("linf", "l2")
 _compiled_latent_apgd = jax.jit(_latent_apgd_attack, static_argnames=("spec", "execution"))
 _jit_judged = jax.jit(_judged, static_argnames="targeted")
 
@@ -157,7 +158,8 @@ def latent_apgd(decode_fn: Callable[[jax.Array], jax.Array],
     z: starting codes [B, d], floating, finite, inside `box`.
     y: int true labels [B] in [0, K).
     box: None, or (lo, hi) per-dimension limits of z, each a scalar or [d].
-    norm: "linf" | "l2" | "l1"; loss: "ce" | "dlr" | "ce-targeted" | "dlr-targeted" (the
+    norm: "linf" | "l2" (APGD-L1's sparse steps fall short of the optimum of a linear model
+      in a small box-bound latent space, so it is not offered here); loss: "ce" | "dlr" | "ce-targeted" | "dlr-targeted" (the
       targets: the classes ranked 2, 3, ... by the logits at z; success is any prediction
       other than y). Other arguments, also how it runs (unroll, host_loop, fast_convs): see
       `apgd`. decode_fn and logits_fn reuse one compilation across new params only when both
@@ -171,6 +173,7 @@ def latent_apgd(decode_fn: Callable[[jax.Array], jax.Array],
   """
   spec = APGDSpec(norm, loss, steps, restarts, target_classes, dtype=str(jnp.result_type(z)))
   execution = _execution.Execution(unroll=unroll, fast_convs=fast_convs, host_loop=host_loop)
+  validation.check_choice("norm", norm, LATENT_APGD_NORMS)
   validate_apgd(spec, execution, key, eps, z, y, box, "z", "box")
   codes_to_logits = _codes_to_logits(decode_fn, logits_fn)
   check_classes(spec, _execution.inspect_model(codes_to_logits, z), z, y)
