@@ -157,7 +157,7 @@ def _difference_and_gradient(step_fn, point, y, target, spec: FABSpec):
   return f, grad.astype(point.dtype)
 
 
-def _step(logits_fn, step_fn, x, y, target, active, point, best, distance, bounds,
+def iterate(logits_fn, step_fn, x, y, target, active, point, best, distance, bounds,
           spec: FABSpec):
   """One FAB iteration for the rows `active` [N]: (point, best, distance) after it."""
   lo, hi = _box(x, bounds)
@@ -217,7 +217,7 @@ def attack(logits_fn, x, y, key, eps, bounds, spec: FABSpec) -> FABResult:
     target = targets[run // spec.restarts]
     active = _active(s.distance, eps)
     start = _run_start(x, jax.random.fold_in(key, run), run % spec.restarts, eps, bounds, spec)
-    body = lambda _, c: _step(logits_fn, step_fn, x, y, target, active, *c, bounds, spec)
+    body = lambda _, c: iterate(logits_fn, step_fn, x, y, target, active, *c, bounds, spec)
     point, best, distance = jax.lax.fori_loop(0, spec.steps, body, (start, s.best, s.distance))
     return _State(point, best, distance)
 
@@ -233,7 +233,7 @@ compiled_attack = jax.jit(attack, static_argnames="spec")
 _jit_widen = jax.jit(widen)
 _jit_targets = jax.jit(_targets, static_argnames="spec")
 _jit_run_start = jax.jit(_run_start, static_argnames="spec")
-_jit_step = jax.jit(_step, static_argnames="spec")
+_jit_iterate = jax.jit(iterate, static_argnames="spec")
 _jit_active = jax.jit(_active)
 _jit_result = jax.jit(_result, static_argnames="spec")
 
@@ -253,7 +253,7 @@ def host_attack(logits_fn, x, y, key, eps, bounds, spec: FABSpec) -> FABResult:
                            spec)
     best, distance = s.best, s.distance
     for _ in range(spec.steps):
-      point, best, distance = _jit_step(logits_fn, step_fn, x, y, targets[run // spec.restarts],
+      point, best, distance = _jit_iterate(logits_fn, step_fn, x, y, targets[run // spec.restarts],
                                         active, point, best, distance, bounds, spec)
     s = _State(point, best, distance)
   return _jit_result(logits_fn, x, y, s, eps, bounds, spec)

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from dmr.attacks import projections
-from dmr.attacks.fab import boundary_step, fab
+from dmr.attacks.fab import FABSpec, boundary_step, fab, iterate
+
 
 DIM, CLASSES = 12, 4
 RNG = np.random.default_rng(0)
@@ -125,3 +126,23 @@ def test_rejects_what_it_does_not_support():
     fab(linear_logits, x, y, key=jax.random.key(0), eps=None, restarts=2)
   with pytest.raises(ValueError, match="target_classes=4 exceeds"):
     fab(linear_logits, x, y, key=jax.random.key(0), eps=0.1, target_classes=4)
+
+
+def test_one_step_mixes_the_steps_from_the_iterate_and_from_x():
+  """On a two-class linear model (no box) both steps land on the boundary w.z + b = 0; the next
+  iterate is (p + eta d_p)(1 - a) + (x + eta d_x) a with a = min(|d_p| / (|d_p| + |d_x|), 0.1),
+  past the boundary by the overshoot, so it is the best point."""
+  w = np.array([0.5, -1.0, 2.0], np.float32)
+  model = lambda z: jnp.stack([jnp.zeros(z.shape[0]), z @ jnp.asarray(w) - 1.0], axis=1)
+  x = jnp.asarray([[0.1, 0.2, 0.1]], jnp.float32)
+  p = jnp.asarray([[0.2, 0.1, 0.25]], jnp.float32)
+  y, target = jnp.zeros(1, jnp.int32), jnp.ones(1, jnp.int32)
+  spec = FABSpec(norm="l2")
+  _, best, distance = iterate(model, model, x, y, target, jnp.ones(1, bool), p, x,
+                               jnp.full(1, jnp.inf), None, spec)
+  step = lambda z: -(z @ w - 1.0) * w / (w @ w)
+  d_p, d_x = step(np.asarray(p[0])), step(np.asarray(x[0]))
+  a = min(np.linalg.norm(d_p) / (np.linalg.norm(d_p) + np.linalg.norm(d_x)), 0.1)
+  expected = (p[0] + 1.05 * d_p) * (1 - a) + (x[0] + 1.05 * d_x) * a
+  np.testing.assert_allclose(best[0], expected, rtol=1e-5)
+  np.testing.assert_allclose(distance[0], np.linalg.norm(expected - x[0]), rtol=1e-5)
