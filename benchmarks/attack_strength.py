@@ -151,9 +151,10 @@ def strength(name, logits_fn, twin, x, y, norm, eps):
   robust_dmr, robust_aa = int(np.sum(ev.robust)), round(aa * len(x))
   verdict = "met" if 1000 * (robust_dmr - robust_aa) <= 2 * len(x) else "NOT met"
   print(f"RESULT {name:>8} {norm} eps {eps}: clean {100 * ev.clean_accuracy:.1f}%  robust: dmr "
-        f"evaluate {100 * ev.robust_accuracy:.1f}% = {robust_dmr} images ({dmr_wall:.0f} s, cpu/wall {dmr_util:.2f}; "
-        f"rejected claims {int(ev.rejected.sum())})  {which} {100 * aa:.1f}% = {robust_aa} ({aa_wall:.0f} s, "
-        f"cpu/wall {aa_util:.2f})  target dmr <= AA + 0.2: {verdict}", flush=True)
+        f"evaluate {100 * ev.robust_accuracy:.1f}% = {robust_dmr} images ({dmr_wall:.0f} s, "
+        f"cpu/wall {dmr_util:.2f}; rejected claims {int(ev.rejected.sum())})  {which} "
+        f"{100 * aa:.1f}% = {robust_aa} ({aa_wall:.0f} s, cpu/wall {aa_util:.2f})  target dmr "
+        f"<= AA + 0.2: {verdict}", flush=True)
 
 
 def speed(name, logits_fn, twin, x, y):
