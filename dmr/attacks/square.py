@@ -2,7 +2,8 @@
 
 A model that hides its gradient (a non-differentiable step, stop_gradient, saturated softmax)
 defeats gradient attacks but not this one, so a large gap between the two is the sign of
-gradient masking. Per image [H, W, C], starting from vertical stripes of +-eps:
+gradient masking. Per image [H, W, C] (layout="NCHW": [C, H, W]), starting from vertical
+stripes of +-eps:
   each query adds, inside one random s x s window, +-2 eps per channel to the best point so
   far, projects onto the eps-ball and the box, and keeps the result when it lowers the margin
   (label logit minus the best other logit) or fools the model. The window's area, a share p of
@@ -135,15 +136,49 @@ def host_attack(logits_fn, x, y, key, eps, bounds, spec: SquareSpec) -> AttackRe
   return _jit_result(logits_fn, y, carry, spec)
 
 
+LAYOUTS = ("NHWC", "NCHW")
+
+
+def check_layout(shape, layout: str) -> None:
+  """Images of `shape` [B, ...] in `layout` ("NHWC" | "NCHW"): 4-D, and no channel dimension
+  larger than a spatial one (a [B, 1, 28, 28] batch read as NHWC would be 1 x 28 pixels with 28
+  channels)."""
+  validation.check_choice("layout", layout, LAYOUTS)
+  if len(shape) != 4:
+    raise ValueError(f"square attacks images [B, H, W, C] (layout='NHWC') or [B, C, H, W] "
+                     f"(layout='NCHW'); got x of shape {tuple(shape)}. Reshape flat inputs to "
+                     "images inside logits_fn.")
+  height, width, channels = shape[1:] if layout == "NHWC" else (shape[2], shape[3], shape[1])
+  if channels > min(height, width):
+    other = "NCHW" if layout == "NHWC" else "NHWC"
+    raise ValueError(f"x of shape {tuple(shape)} read as {layout} has {channels} channels but "
+                     f"{height} x {width} pixels; pass layout={other!r} if that is its layout.")
+
+
+def _channels_last_model(logits_fn, x):
+  """logits_fn of NCHW images, called on NHWC images x [N, H, W, C]."""
+  return logits_fn(jnp.transpose(x, (0, 3, 1, 2)))
+
+
+def _channels_last_bounds(bounds, shape):
+  """bounds for NCHW images of `shape` [B, C, H, W], broadcast to one NHWC image."""
+  if bounds is None:
+    return None
+  return tuple(b if np.ndim(b) == 0 else jnp.transpose(jnp.broadcast_to(b, shape[1:]), (1, 2, 0))
+               for b in bounds)
+
+
 def square(logits_fn: LogitsFn, x: jax.Array, y: jax.Array, *, key: jax.Array, eps: float,
            queries: int = 5000, p_init: float = 0.8, bounds: projections.Bounds = (0.0, 1.0),
-           host_loop: bool = False) -> AttackResult:
+           host_loop: bool = False, layout: str = "NHWC") -> AttackResult:
   """L-inf Square Attack: `queries` forward passes per image, no gradient.
 
   Args:
-    logits_fn: inputs [N, H, W, C] -> logits [N, K], rows independent; never differentiated.
-    x: clean images [B, H, W, C], floating (float32, bfloat16, float16, float64), finite,
-      inside `bounds`; the attack computes in float32 (or wider), the model sees x's dtype.
+    logits_fn: images in `layout` [N, ...] -> logits [N, K], rows independent; never
+      differentiated.
+    x: clean images [B, H, W, C] (or [B, C, H, W] with layout="NCHW"), floating (float32,
+      bfloat16, float16, float64), finite, inside `bounds`; the attack computes in float32 (or
+      wider), the model sees x's dtype.
     y: int true labels [B] in [0, K).
     key: jax.random key.
     eps: L-inf radius (scalar > 0).
@@ -152,6 +187,9 @@ def square(logits_fn: LogitsFn, x: jax.Array, y: jax.Array, *, key: jax.Array, e
     bounds: (lo, hi) box of valid inputs, or None.
     host_loop: one compiled call per query from Python (faster for conv models on XLA:CPU;
       not usable inside jax.jit/vmap) instead of a compiled loop.
+    layout: "NHWC" (default) | "NCHW": where x keeps its channels (the windows are square in
+      H x W). A batch whose channel dimension is larger than a spatial one is rejected: its
+      layout is most likely the other one.
 
   Returns:
     AttackResult(x_adv [B, ...] in x's dtype, success [B], success_per_restart [1, B],
@@ -165,10 +203,13 @@ def square(logits_fn: LogitsFn, x: jax.Array, y: jax.Array, *, key: jax.Array, e
     raise ValueError(f"p_init={p_init} must be in (0, 1].")
   validation.check_host_loop(host_loop, "queries", x, y, key, eps, bounds)
   validation.check_problem(key, eps, x, y, bounds)
-  if np.ndim(x) != 4:
-    raise ValueError(f"square attacks images [B, H, W, C]; got x of shape {np.shape(x)}. "
-                     "Reshape flat inputs to images inside logits_fn.")
+  check_layout(np.shape(x), layout)
   check_model(inspect_model(logits_fn, x), x, y, None, False)
   spec = SquareSpec(queries, float(p_init), str(jnp.result_type(x)))
   run = host_attack if host_loop else compiled_attack
-  return run(as_pytree_fn(logits_fn), x, y, key, eps, bounds, spec)
+  if layout == "NHWC":
+    return run(as_pytree_fn(logits_fn), x, y, key, eps, bounds, spec)
+  model = jax.tree_util.Partial(_channels_last_model, as_pytree_fn(logits_fn))
+  r = run(model, jnp.transpose(x, (0, 2, 3, 1)), y, key, eps,
+          _channels_last_bounds(bounds, np.shape(x)), spec)
+  return r._replace(x_adv=jnp.transpose(r.x_adv, (0, 3, 1, 2)))

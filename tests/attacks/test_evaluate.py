@@ -141,5 +141,80 @@ def test_apgd_and_square_by_name_break_a_linear_model():
   ev = evaluate(images, x, y, key=jax.random.key(0), eps=EPS, batch_size=4, steps=10,
                 square_queries=50)
   assert ev.robust_accuracy == 0.0 and not ev.rejected.any()
-  assert ev.attacks == ("apgd-ce", "apgd-t", "square")
+  assert ev.attacks == ("apgd-ce", "apgd-t", "fab-t", "square")
   np.testing.assert_array_equal(ev.broken_by, [0, 0, 0])
+
+
+def test_per_attack_robust_accuracy_and_seconds():
+  a, b = shift_rows([0]), shift_rows([1])
+  a.__name__, b.__name__ = "a", "b"
+  ev = _evaluate([a, b])
+  np.testing.assert_allclose(ev.robust_accuracy_after(), [0.5, 0.25])
+  per = ev.per_attack()
+  assert [(p["attack"], p["broken"], p["robust_accuracy"]) for p in per] == [
+      ("a", 1, 0.5), ("b", 1, 0.25)]
+  assert ev.seconds.shape == (2,) and np.all(ev.seconds > 0)   # each attack measured
+  lines = ev.summary().splitlines()
+  assert lines[0] == "clean accuracy 75.00%" and "after b" in lines[2] and "25.00%" in lines[2]
+
+
+RNG = np.random.default_rng(0)
+LINEAR_W = jnp.asarray(RNG.normal(size=(16, 4)), jnp.float32)
+
+
+def linear_images(x):
+  return x.reshape(x.shape[0], -1) @ LINEAR_W
+
+
+def _l2_distances(x, y):
+  """Per row, the distance to the closest boundary of the linear model (no box binds here)."""
+  w, flat = np.asarray(LINEAR_W, np.float64), np.asarray(x, np.float64).reshape(len(x), -1)
+  return np.array([min(abs(flat[i] @ (w[:, k] - w[:, y[i]])) / np.linalg.norm(w[:, k] - w[:, y[i]])
+                       for k in range(4) if k != y[i]) for i in range(len(x))])
+
+
+@pytest.mark.parametrize("norm", ["l2", "l1"])
+def test_every_norm_has_a_working_default_ensemble(norm):
+  x = jnp.asarray(np.random.default_rng(1).uniform(0.3, 0.7, (24, 4, 4, 1)), jnp.float32)
+  y = np.asarray(jnp.argmax(linear_images(x), axis=1), np.int32)
+  distance = _l2_distances(x, y)
+  eps = float(np.median(distance)) * (1.0 if norm == "l2" else 4.0)
+  ev = evaluate(linear_images, x, y, key=jax.random.key(0), eps=eps, norm=norm, steps=20)
+  assert ev.attacks == {"l2": ("apgd-ce", "apgd-t", "fab-t"), "l1": ("apgd-ce", "apgd-t")}[norm]
+  assert ev.clean_accuracy == 1.0 and not ev.rejected.any()
+  assert np.all(ev.perturbation_norm <= eps)
+  if norm == "l2":   # the closed form: exactly the inputs within eps of a boundary break
+    clear = np.abs(distance - eps) > 0.02 * eps
+    np.testing.assert_array_equal(~ev.robust[clear], (distance <= eps)[clear])
+
+
+def test_fab_t_alone_breaks_what_lies_within_eps():
+  x = jnp.asarray(np.random.default_rng(2).uniform(0.3, 0.7, (24, 4, 4, 1)), jnp.float32)
+  y = np.asarray(jnp.argmax(linear_images(x), axis=1), np.int32)
+  distance = _l2_distances(x, y)
+  eps = float(np.median(distance))
+  ev = evaluate(linear_images, x, y, key=jax.random.key(0), eps=eps, norm="l2",
+                attacks=("fab-t",), steps=20)
+  clear = np.abs(distance - eps) > 0.02 * eps
+  np.testing.assert_array_equal(ev.broken_by[clear] == 0, (distance <= eps)[clear])
+
+
+@pytest.mark.parametrize("attack, norm, supported", [("square", "l2", "linf"),
+                                                     ("fab-t", "l1", "linf or l2")])
+def test_an_attack_without_the_norm_is_rejected_naming_what_it_supports(attack, norm, supported):
+  a = shift_rows([0])
+  with pytest.raises(ValueError, match=f"attack '{attack}' supports norm {supported}, not "
+                                       f"'{norm}'"):
+    evaluate(logits_fn, X, Y, key=jax.random.key(0), eps=EPS, norm=norm, attacks=[a, attack])
+  assert not a.seen
+
+
+def test_square_in_the_ensemble_states_the_layout():
+  x = np.full((2, 1, 4, 4), 0.5, np.float32)   # NCHW
+  images = lambda x: linear_images(jnp.transpose(x, (0, 2, 3, 1)))
+  y = np.asarray(jnp.argmax(images(x), axis=1), np.int32)
+  with pytest.raises(ValueError, match="pass layout='NCHW'"):
+    evaluate(images, x, y, key=jax.random.key(0), eps=EPS, attacks=("square",))
+  ev = evaluate(images, x, y, key=jax.random.key(0), eps=EPS, attacks=("square",),
+                square_queries=20, layout="NCHW")
+  assert ev.x_adv.shape == x.shape and np.all(np.abs(ev.x_adv - x) <= EPS)

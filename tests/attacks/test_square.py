@@ -120,3 +120,24 @@ def test_outputs_keep_the_input_dtype_and_exact_constraints(dtype):
   delta = np.asarray(r.x_adv, np.float32) - np.asarray(x, np.float32)
   assert np.abs(delta).max() <= np.float32(0.05) and np.abs(delta).max() > 0.04
   np.testing.assert_array_equal(r.success, np.argmax(logits_fn(r.x_adv), axis=1) != y)
+
+
+def test_a_channels_first_batch_is_rejected_unless_its_layout_is_stated():
+  x, y = _easy_batch()
+  nchw = jnp.transpose(x, (0, 3, 1, 2))   # [8, 1, 4, 4]
+  first = lambda z: linear_logits(jnp.transpose(z, (0, 2, 3, 1)))
+  with pytest.raises(ValueError, match=r"read as NHWC has 4 channels but 1 x 4 pixels; pass "
+                                       r"layout='NCHW'"):
+    square(first, nchw, y, key=jax.random.key(0), eps=0.2, queries=10)
+  with pytest.raises(ValueError, match="pass layout='NHWC'"):
+    square(linear_logits, x, y, key=jax.random.key(0), eps=0.2, queries=10, layout="NCHW")
+
+
+def test_channels_first_gives_the_channels_last_attack_exactly():
+  x, y = _easy_batch()
+  last = square(linear_logits, x, y, key=jax.random.key(3), eps=0.05, queries=40)
+  first = square(lambda z: linear_logits(jnp.transpose(z, (0, 2, 3, 1))),
+                 jnp.transpose(x, (0, 3, 1, 2)), y, key=jax.random.key(3), eps=0.05, queries=40,
+                 layout="NCHW")
+  np.testing.assert_array_equal(jnp.transpose(first.x_adv, (0, 2, 3, 1)), last.x_adv)
+  np.testing.assert_array_equal(first.success, last.success)
