@@ -7,6 +7,7 @@
   attacks.worst_case_success_rate(r, correct)   # an input counts when its x_adv fools
   r = attacks.apgd(logits_fn, x, y, key=key, eps=0.3, loss="dlr-targeted")   # APGD-T
   r = attacks.square(logits_fn, x, y, key=key, eps=0.3)   # gradient-free: a masking check
+  r = attacks.fab(logits_fn, x, y, key=key, eps=0.3)      # FAB-T: minimal-norm, targeted
   ev = attacks.evaluate(logits_fn, x, y, key=key, eps=0.3)   # AutoAttack-style, re-verified
   ev.robust_accuracy                        # worst case over the ensemble, per input
   # On-manifold: codes z [B, d] of a decoder (or transformation parameters of a renderer),
@@ -27,6 +28,7 @@ defaults ("auto") suit CPU, GPU and TPU.
 from dmr.attacks.adapters import from_equinox, from_linen, from_nnx
 from dmr.attacks.apgd import apgd
 from dmr.attacks.evaluate import Evaluation, evaluate
+from dmr.attacks.fab import FABResult, fab
 from dmr.attacks.latent import LatentAttackResult, latent_apgd, latent_pgd
 from dmr.attacks.losses import fools
 from dmr.attacks.metrics import robust_accuracy, success_rate, worst_case_success_rate
@@ -40,6 +42,6 @@ __all__ = [
     "AttackResult", "AttackSpec", "LatentAttackResult", "pgd", "latent_pgd", "success_rate",
     "worst_case_success_rate", "robust_accuracy", "fools", "from_linen", "from_nnx",
     "from_equinox", "lp_norm", "project_linf", "project_l2", "project_l1", "project_ball",
-    "clip_to_box", "project_perturbation", "apgd", "latent_apgd", "square", "evaluate",
-    "Evaluation",
+    "clip_to_box", "project_perturbation", "apgd", "latent_apgd", "square", "fab", "FABResult",
+    "evaluate", "Evaluation",
 ]

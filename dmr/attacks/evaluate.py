@@ -38,8 +38,9 @@ from dmr.attacks import losses, projections, validation
 from dmr.attacks.apgd import apgd as run_apgd
 from dmr.attacks.fab import NORMS as FAB_NORMS
 from dmr.attacks.fab import fab as run_fab
-from dmr.attacks.projected_gradient import (AttackResult, LogitsFn, as_pytree_fn, check_model,
-                                            compute_dtype, inspect_model)
+from dmr.attacks._execution import as_pytree_fn, inspect_model
+from dmr.attacks.projected_gradient import AttackResult, LogitsFn, compute_dtype
+from dmr.attacks.validation import check_model
 from dmr.attacks.square import check_layout
 from dmr.attacks.square import square as run_square
 

@@ -28,8 +28,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from dmr.attacks import losses, projections, validation
-from dmr.attacks.projected_gradient import (LogitsFn, as_pytree_fn, check_model, inspect_model,
-                                            resolve_stepping, widen)
+from dmr.attacks._execution import as_pytree_fn, inspect_model, resolve_stepping
+from dmr.attacks.projected_gradient import LogitsFn, widen
+from dmr.attacks.validation import check_model
 from dmr.models import conv_rewrite
 
 NORMS = ("linf", "l2")

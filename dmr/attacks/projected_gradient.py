@@ -23,9 +23,6 @@ import jax.numpy as jnp
 import optax
 
 from dmr.attacks import _execution, losses, optimizers, projections, starts, validation
-# Re-exported for the attacks that import them from here (square, evaluate).
-from dmr.attacks._execution import as_pytree_fn, inspect_model  # noqa: F401
-from dmr.attacks.validation import check_model  # noqa: F401
 
 LogitsFn = Callable[[jax.Array], jax.Array]
 Bounds = projections.Bounds

@@ -22,8 +22,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from dmr.attacks import losses, projections, validation
-from dmr.attacks.projected_gradient import (AttackResult, LogitsFn, as_pytree_fn, check_model,
-                                            inspect_model, widen)
+from dmr.attacks._execution import as_pytree_fn, inspect_model
+from dmr.attacks.projected_gradient import AttackResult, LogitsFn, widen
+from dmr.attacks.validation import check_model
 
 # The window share halves after each of these iterations, on the paper's 10000-query scale.
 _HALVINGS_AFTER = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
