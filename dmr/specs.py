@@ -101,7 +101,8 @@ class DistancesSpec:
 class AttacksSpec:
   """The attacks of a run: off-manifold (config.attack) on its first num_test test images in
   batches of batch_size, on-manifold (config.on_manifold_attack, `on_manifold(kind)`), the
-  training attacks of adversarial training (`training(kind)`) and the models attacked."""
+  training attacks of adversarial training (`training(kind)`) and the models attacked: those of the variants `attacked_variants`, and of
+  a family of their own when family_attacked (dmr.config.is_attacked decides both)."""
   off: attacks.AttackSpec
   num_test: int
   batch_size: int
@@ -113,7 +114,8 @@ class AttacksSpec:
   training_off: attacks.AttackSpec
   training_on: attacks.AttackSpec
   training_stn: attacks.AttackSpec
-  variants: tuple[str, ...] | None
+  attacked_variants: tuple[str, ...]
+  family_attacked: bool
 
   @classmethod
   def from_config(cls, c: ml_collections.ConfigDict) -> "AttacksSpec":
@@ -125,7 +127,10 @@ class AttacksSpec:
                training_off=dmr_config.attack_spec(t, t.off_eps),
                training_on=dmr_config.attack_spec(t, t.on_eps),
                training_stn=dmr_config.attack_spec(t, t.stn_eps),
-               variants=None if a.variants is None else tuple(a.variants))
+               attacked_variants=tuple(v for v in dmr_config.VARIANTS
+                                       if dmr_config.is_attacked(c, results.model_key(v, 0, 0))),
+               family_attacked=dmr_config.is_attacked(c, results.model_key("normal", 0, 0,
+                                                                           CLAIM4)))
 
   def on_manifold(self, kind: str) -> attacks.AttackSpec:
     """The on-manifold attack on manifold kind `kind` (eps_agnostic for learned_agnostic)."""
@@ -215,5 +220,6 @@ class RunSpec:
 
   def is_attacked(self, key: dict) -> bool:
     """Whether the attacks stage attacks model `key` (dmr.config.is_attacked)."""
-    return self.attacks.variants is None or key["variant"] in self.attacks.variants or (
-        "family" in key)
+    if "family" in key:
+      return self.attacks.family_attacked
+    return key["variant"] in self.attacks.attacked_variants

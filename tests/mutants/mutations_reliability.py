@@ -20,7 +20,7 @@ MUTATIONS = [
              "dmr/fingerprint.py", '"models_per_size", "seed", ', '"models_per_size", ',
              ("tests/test_fingerprint.py",)),
     Mutation("plan_assumes_vaegans", "a run that needs missing VAE-GANs starts anyway",
-             "dmr/plan.py", 'if "manifolds" in config.stages or all(', "if True or all(",
+             "dmr/plan.py", 'if "manifolds" in stages or all(', "if True or all(",
              ("tests/test_main.py::test_a_run_that_cannot_finish_is_refused_before_any_work",)),
     Mutation("user_error_traceback", "user errors end in a traceback", "dmr/main.py",
              "    if user_error is None:\n      raise\n", "    raise\n",
