@@ -41,6 +41,18 @@ def training_variant(run: RunSpec, ds: Dataset, key: dict, workdir: str, mesh) -
                               key["n"])
 
 
+def train_classifier(run: RunSpec, ds: Dataset, key: dict, workdir: str, mesh) -> tuple:
+  """(state, test_correct [T], record fields) of the classifier `key` (results.model_key),
+  trained (or resumed, or loaded when finished) under its family's spec with its variant's
+  second half (dmr.train.classifier.train and .evaluate)."""
+  spec, half = run.family(key.get("family")), training_variant(run, ds, key, workdir, mesh)
+  order_seed = run.seed("data_order", key["seed"])
+  state = classifier.train(spec, ds, key, workdir, mesh, second_half=half, order_seed=order_seed,
+                           init_seed=run.seed("model_init", key["seed"]))
+  return (state, *classifier.evaluate(spec, ds, key["n"], state, mesh, second_half=half,
+                                      order_seed=order_seed))
+
+
 def classifiers_stage(run: RunSpec, workdir: str, mesh) -> None:
   """Trains every classifier of run.model_keys (the sweep's (variant, n, seed) models, then
   claim 4's own family) and records its test error, its per-image test outcomes, for variants
@@ -48,16 +60,11 @@ def classifiers_stage(run: RunSpec, workdir: str, mesh) -> None:
   architecture and epochs it trained with."""
   ds = run.load_dataset()
   for key in run.model_keys():
-    name, spec = classifier.model_name(key), run.family(key.get("family"))
+    name = classifier.model_name(key)
     if "test_error" in (results.find_record(workdir, **key) or {}):
       logging.info("skip %s: finished", name)
       continue
-    half = training_variant(run, ds, key, workdir, mesh)
-    seeds = {"init_seed": run.seed("model_init", key["seed"]),
-             "order_seed": run.seed("data_order", key["seed"])}
-    state = classifier.train(spec, ds, key, workdir, mesh, second_half=half, **seeds)
-    correct, fields = classifier.evaluate(spec, ds, key["n"], state, mesh, second_half=half,
-                                          order_seed=seeds["order_seed"])
+    state, correct, fields = train_classifier(run, ds, key, workdir, mesh)
     if jax.process_index() == 0:
       classifier.record(workdir, key, int(state.step), correct, fields,
                         run.family_fields(key.get("family")))

@@ -101,8 +101,9 @@ class DistancesSpec:
 class AttacksSpec:
   """The attacks of a run: off-manifold (config.attack) on its first num_test test images in
   batches of batch_size, on-manifold (config.on_manifold_attack, `on_manifold(kind)`), the
-  training attacks of adversarial training (`training(kind)`) and the models attacked: those of the variants `attacked_variants`, and of
-  a family of their own when family_attacked (dmr.config.is_attacked decides both)."""
+  training attacks of adversarial training (`training(kind)`) and the models attacked: those of
+  the variants `attacked_variants`, and of a family of their own when family_attacked
+  (dmr.config.is_attacked decides both)."""
   off: attacks.AttackSpec
   num_test: int
   batch_size: int
