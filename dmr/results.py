@@ -15,6 +15,7 @@ from typing import Callable
 
 import numpy as np
 
+from dmr import records
 from dmr.errors import UserError
 
 FILENAME = "results.json"
@@ -93,25 +94,23 @@ def locked(workdir: str):
 
 
 def model_key(variant: str, n: int, seed: int, family: str | None = None) -> dict:
-  """The fields naming a model in its record; family: its model family (None: the sweep's, whose
-  records carry no "family"; see dmr.train.classifier)."""
-  key = {"variant": variant, "n": int(n), "seed": int(seed)}
-  return {**key, "family": family} if family else key
+  """The fields naming a model in its record (records.ModelKey.as_dict)."""
+  return records.ModelKey(variant, n, seed, family).as_dict()
 
 
 def record_key(record: dict) -> dict:
   """model_key of a record."""
-  return model_key(record["variant"], record["n"], record["seed"], record.get("family"))
+  return records.ModelKey.of(record).as_dict()
 
 
 def is_model(record: dict, key: dict) -> bool:
   """Whether `record` is the model `key` names (the same family included)."""
-  return record_key(record) == key
+  return records.ModelKey.of(record) == records.ModelKey.of(key)
 
 
 def sort_key(record: dict) -> tuple:
-  """Records in file order: the sweep's by (variant, n, seed), then each family's."""
-  return record.get("family") or "", record["variant"], record["n"], record["seed"]
+  """Records in file order (records.ModelKey.order)."""
+  return records.ModelKey.of(record).order
 
 
 def find_record(workdir: str, variant: str, n: int, seed: int,

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from dmr import outcomes, report, results, stats
+from dmr.report import claims as report_claims
 
 TEST, ATTACKED, RESTARTS = 1000, 300, 2
 
@@ -255,7 +256,7 @@ def test_claim3_without_any_effect_is_inconclusive(tmp_path):
 ])
 def test_more_seeds_scales_the_models_per_setting(estimate, lo, hi, suggested):
   m = report.Measure(estimate, stats.Interval(estimate, lo, hi), seeds=3)
-  assert report._more_seeds(m, 0.0) == (
+  assert report_claims._more_seeds(m, 0.0) == (
       f"more models per setting: --config.models_per_size={suggested}")
 
 
@@ -371,6 +372,15 @@ def test_report_opens_with_the_summary_and_what_the_scale_settles(tmp_path):
     assert os.path.exists(tmp_path / "report" / figure)
 
 
+def test_written_claims_are_the_claims_the_report_judged(tmp_path):
+  full_run(tmp_path, (0, 1, 2))
+  assert report.written_claims(str(tmp_path)) is None  # no report written yet
+  report.write_report(str(tmp_path), "fashion_mnist")
+  written = report.written_claims(str(tmp_path))
+  assert written == report.claims_summary(str(tmp_path), "fashion_mnist")
+  assert [c["verdict"] for c in written] == [stats.HELD] * 3 + [stats.NOT_MEASURED]
+
+
 def test_report_cli_merges_workdirs_and_rejects_missing_ones(tmp_path, capsys):
   full_run(tmp_path / "a", (0, 1))
   full_run(tmp_path / "b", (2,))
@@ -397,3 +407,52 @@ def test_rates_count_only_correct_and_evaluated_inputs(tmp_path):
   assert values == pytest.approx({
       "test_error": 0.2, "off_manifold_success": 4 / 6, "off_manifold_success_any": 1.0,
       "on_manifold_success": 0.5, "on_manifold_success_any": 1.0})
+
+
+# ---- Real smoke runs (tests/data: results.json and the per-image outcomes, trimmed) ------------
+
+DATA = os.path.join(os.path.dirname(__file__), "data")
+
+
+def test_report_of_a_fashion_smoke_run_gives_its_verdicts_and_numbers(tmp_path):
+  """A Fashion-MNIST smoke run (1 model per setting, N=200): every claim undecided for its own
+  reason, the rates as its outcomes give them."""
+  text = open(report.write_report(os.path.join(DATA, "smoke-fashion"), "fashion_mnist",
+                                  out=str(tmp_path))).read()
+  (group,) = json.load(open(tmp_path / "claims.json"))["groups"]
+  got = {c["claim"]: c for c in group["claims"]}
+  assert (group["fingerprint"], group["models"]) == ("1bc8b8566409", 3)
+  assert [c["verdict"] for c in got.values()] == [stats.INCONCLUSIVE] * 3 + [stats.NOT_MEASURED]
+  assert got[1]["interval"]["estimate"] == pytest.approx(1.011964, abs=1e-6)
+  assert got[1]["reason"].startswith("manifold fit too coarse: 83.6% [82.0, 85.2] of a direction")
+  assert got[2]["reason"] == "the 95% interval of the on-manifold success [0, 0.434] contains 0.05"
+  assert got[3]["interval_text"] == "test error change -4.7 points [-5.4, -4.0] at N=200"
+  assert got[3]["reason"].startswith("too few seeds: 1 model per setting")
+  for row in ("| normal | 200 | 1 | 81.6% [80.8, 82.3] | 100.0% [67.6, 100.0] | 100.0% [67.6, "
+              "100.0] | 0.0% [0.0, 43.4] | 0.0% [0.0, 43.4] |",
+              "| on_adv_learned | 200 | 1 | 76.9% [76.1, 77.7] | 100.0% [72.2, 100.0] | 100.0% "
+              "[72.2, 100.0] | 0.0% [0.0, 43.4] | 0.0% [0.0, 43.4] |",
+              "| learned: tangent_off_manifold_fraction | 0.8357 |"):
+    assert row in text.splitlines()
+
+
+def test_report_of_a_fonts_smoke_run_reads_the_true_manifold_first(tmp_path):
+  """A FONTS smoke run (every variant, both manifolds, N=200): models near chance, so every claim
+  is inconclusive for that reason; the on-manifold rates are those on the true manifold."""
+  text = open(report.write_report(os.path.join(DATA, "smoke-fonts"), "fonts",
+                                  out=str(tmp_path))).read()
+  (group,) = json.load(open(tmp_path / "claims.json"))["groups"]
+  got = {c["claim"]: c for c in group["claims"]}
+  assert (group["fingerprint"], group["models"]) == ("aedbeaffdf09", 6)
+  assert [c["verdict"] for c in got.values()] == [stats.INCONCLUSIVE] * 4
+  near = "models near chance (test error 90%): normal N=200 (89.5% [84.5, 93.0])"
+  assert got[1]["reason"] == got[2]["reason"] == near
+  assert got[4]["reason"] == near + ", off_adv N=200 (86.5% [81.1, 90.6])"
+  assert got[2]["interval_text"] == "success 37.5% [0.0, 75.0] (threshold 5.0%)"
+  assert got[4]["interval_text"] == "gap -3.0 points [-7.0, +1.0], success 100.0% [51.0, 100.0]"
+  assert ("| on_adv_true | 200 | 1 | 89.0% [83.9, 92.6] | 100.0% [43.9, 100.0] | 100.0% [43.9, "
+          "100.0] | 16.7% [0.0, 50.0] | 33.3% [6.1, 79.2] |") in text.splitlines()
+  record = next(r for r in results.load(os.path.join(DATA, "smoke-fonts"))["records"]
+                if r["variant"] == "on_adv_true")
+  assert record["on_true_success"] == pytest.approx(1 / 6)  # the table's 16.7%, not learned's
+  assert record["on_learned_success"] != record["on_true_success"]

@@ -8,8 +8,9 @@ MUTATIONS = [
              "  _validate_claim4(c.claim4, train_size)\n", "", TESTS),
     Mutation("claim4_family_ignored_in_records", "a family's record is taken for the sweep's "
              "model of the same variant, N and seed", "dmr/results.py",
-             "  return record_key(record) == key\n",
-             "  return {**record_key(record), 'family': 0} == {**key, 'family': 0}\n", TESTS),
+             "  return records.ModelKey.of(record) == records.ModelKey.of(key)\n",
+             "  return records.ModelKey.of(record).order[1:] == records.ModelKey.of(key).order[1:]\n",
+             TESTS),
     Mutation("claim4_no_family_models", "claim4.architecture set but no claim-4 models planned "
              "or trained", "dmr/specs.py",
              "    if self.claim4 is not None:\n", "    if False:\n", TESTS),
@@ -26,14 +27,15 @@ MUTATIONS = [
     Mutation("cross_check_never_run", "attack.cross_check set but not run", "dmr/attacking.py",
              "  if a.cross_check:\n", "  if False:\n", TESTS),
     Mutation("cross_check_report_reads_paper_attack", "the report's off-manifold intervals "
-             "ignore the union with the cross-check", "dmr/report.py",
-             '"off_combined_success" if "off_combined_success" in o else "off_success"',
-             '"off_success"', TESTS),
+             "ignore the union with the cross-check", "dmr/records.py",
+             '"off_combined_success" if combined and "off_combined_success" in arrays else',
+             '"off_success" if combined and "off_combined_success" in arrays else', TESTS),
     Mutation("claim4_family_pooled_with_sweep", "family records pooled into claims 1-3's models",
-             "dmr/report.py", 'if "family" in r else group.models', "if False else group.models",
+             "dmr/report/pooling.py", "if key.family else group.models",
+             "if False else group.models",
              TESTS),
     Mutation("claim4_report_uses_sweep", "claim 4 judged on the sweep's models despite its own "
-             "family", "dmr/report.py",
+             "family", "dmr/report/claims.py",
              "  models = group.families.get(CLAIM4_FAMILY) or group.models\n",
              "  models = group.models\n", TESTS),
     Mutation("claim4_reference_model_from_family", "claim 1's reference model may be a claim-4 "
