@@ -13,7 +13,8 @@ import jax
 import ml_collections
 import numpy as np
 
-from dmr import attacking, distances, manifolds, outcomes, report, results, robustness, tensorboard
+from dmr import (attacking, distances, manifolds, outcomes, records, report, results, robustness,
+                 tensorboard)
 from dmr.data.dataset import Dataset
 from dmr.specs import RunSpec
 from dmr.train import classifier, variants
@@ -61,15 +62,15 @@ def classifiers_stage(run: RunSpec, workdir: str, mesh) -> None:
   ds = run.load_dataset()
   for key in run.model_keys():
     name = classifier.model_name(key)
-    if "test_error" in (results.find_record(workdir, **key) or {}):
+    if records.is_trained(results.find_record(workdir, **key) or {}):
       logging.info("skip %s: finished", name)
       continue
     state, correct, fields = train_classifier(run, ds, key, workdir, mesh)
     if jax.process_index() == 0:
       classifier.record(workdir, key, int(state.step), correct, fields,
                         run.family_fields(key.get("family")))
-    logging.info("%s: test error %.4f%s", name, fields["test_error"],
-                 "".join(f", {k} {v:.4g}" for k, v in fields.items() if k != "test_error"))
+    logging.info("%s: test error %.4f%s", name, fields[records.TEST_ERROR],
+                 "".join(f", {k} {v:.4g}" for k, v in fields.items() if k != records.TEST_ERROR))
 
 
 def manifolds_stage(run: RunSpec, workdir: str, mesh) -> None:
@@ -98,26 +99,26 @@ def attacks_stage(run: RunSpec, workdir: str, mesh) -> None:
   noise = jax.random.key(run.seed("attacks"))  # The same for every model.
   for record in results.load(workdir)["records"]:
     key = results.record_key(record)
-    if ("test_error" not in record or "off_manifold_verified" in record
+    if (not records.is_trained(record) or records.is_attacked(record)
         or not run.is_attacked(key)):
       continue
     logits_fn = load_classifier(run, ds, key, workdir, mesh)
     attacked = attacking.attack_classifier(logits_fn, ds, kinds, run.attacks, noise, mesh)
-    fields = {**attacked.fields, "outcomes": classifier.outcomes_path(key)}
+    fields = {**attacked.outcomes.fields(), "outcomes": classifier.outcomes_path(key)}
     if jax.process_index() == 0:
       save_attacked(workdir, key, ds, attacked)
       results.update_record(workdir, **key, **fields)
-    logging.info("%s: %s", classifier.model_name(key), attacking.success_text(fields))
+    logging.info("%s: %s", classifier.model_name(key), attacked.outcomes.summary())
 
 
 def reference_model(workdir: str) -> dict:
   """The model whose adversarial examples claim 1 measures: normal, largest N, first seed, of
   the sweep (never a family of its own)."""
-  records = [r for r in results.load(workdir)["records"] if "test_error" in r
+  trained = [r for r in results.load(workdir)["records"] if records.is_trained(r)
              and "family" not in r]
-  if not records:
+  if not trained:
     raise FileNotFoundError(f"no trained classifier in {workdir}: run the classifiers stage.")
-  normal = [r for r in records if r["variant"] == "normal"] or records
+  normal = [r for r in trained if r["variant"] == "normal"] or trained
   key = max(normal, key=lambda r: (r["n"], -r["seed"]))
   return results.model_key(key["variant"], key["n"], key["seed"])
 
@@ -167,7 +168,7 @@ def report_stage(run: RunSpec, workdir: str, mesh) -> None:
   """Writes workdir/report/report.md and its figures from results.json."""
   del mesh
   examples = None
-  if any("on_manifold_success" in r and "family" not in r
+  if any(records.is_attacked(r) and "family" not in r
          for r in results.load(workdir)["records"]):  # The examples of claim 1's model.
     path = attacking.examples_path(workdir, **reference_model(workdir))
     if os.path.exists(path):

@@ -17,7 +17,7 @@ import os
 import jax
 import ml_collections
 
-from dmr import manifolds, parallel, results
+from dmr import manifolds, parallel, records, results
 from dmr import config as dmr_config
 from dmr.specs import RunSpec
 from dmr.train import classifier
@@ -37,7 +37,7 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
 
 def _trained(workdir: str) -> list[tuple[str, int, int]]:
   return sorted((r["variant"], r["n"], r["seed"]) for r in results.load(workdir)["records"]
-                if "test_error" in r)
+                if records.is_trained(r))
 
 
 def load_classifier(workdir: str, variant: str, n: int, seed: int,

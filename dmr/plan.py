@@ -22,7 +22,7 @@ import tempfile
 import jax
 import ml_collections
 
-from dmr import attacks, results, robustness
+from dmr import attacks, records, results, robustness
 from dmr.data.dataset import Dataset, num_batches
 from dmr.errors import UserError
 from dmr.manifolds import vaegans
@@ -82,7 +82,7 @@ def _frozen(key: dict) -> tuple:
 def _classifier_units(run: RunSpec, ds: Dataset, workdir: str) -> list[Unit]:
   """One unit per model of run.model_keys, each under its family's architecture and epochs."""
   finished = {_frozen(results.record_key(r)) for r in results.load(workdir)["records"]
-              if "test_error" in r}
+              if records.is_trained(r)}
   units, sizes = [], {}
   for key in run.model_keys():
     spec = run.family(key.get("family"))
@@ -104,9 +104,9 @@ def _attack_steps(spec: attacks.AttackSpec, batch_size: int, num_test: int) -> i
 def _models_to_attack(run: RunSpec, workdir: str) -> list[str]:
   """Names of the models the attacks stage will attack: trained ones without success rates,
   in the workdir or trained by this run (claim 4's own family included)."""
-  records = results.load(workdir)["records"]
-  attacked = {_frozen(results.record_key(r)) for r in records if "on_manifold_success" in r}
-  trained = {_frozen(results.record_key(r)) for r in records if "test_error" in r}
+  recorded = results.load(workdir)["records"]
+  attacked = {_frozen(results.record_key(r)) for r in recorded if records.is_attacked(r)}
+  trained = {_frozen(results.record_key(r)) for r in recorded if records.is_trained(r)}
   if "classifiers" in run.stages:
     trained |= {_frozen(key) for key in run.model_keys()}
   keys = sorted((dict(k) for k in trained - attacked if run.is_attacked(dict(k))),
@@ -166,7 +166,7 @@ def _available(stages: tuple[str, ...], workdir: str, ds: Dataset) -> set[str]:
       for name in vaegans.model_names(ds.num_classes)):
     have.add(VAEGANS)
   if "classifiers" in stages or any(
-      "test_error" in r for r in results.load(workdir)["records"]):
+      records.is_trained(r) for r in results.load(workdir)["records"]):
     have.add(CLASSIFIER)
   return have
 

@@ -4,8 +4,8 @@ import dataclasses
 import pytest
 
 from dmr import config as dmr_config
-from dmr import experiments, manifolds, results
-from dmr.specs import CLAIM4, RunSpec, VaeganSpec
+from dmr import results
+from dmr.specs import CLAIM4, RunSpec
 from tests.helpers import get_config
 
 DATASETS = ("fashion", "fonts", "emnist", "celeba")
@@ -53,14 +53,3 @@ def test_claim4_family_is_a_second_classifier_spec():
   assert run.family_fields(None) == {}
   assert [k for k in run.model_keys() if k.get("family")] == [
       results.model_key(v, 100, 0, CLAIM4) for v in ("normal", "off_adv")]
-
-
-def test_a_stage_hands_the_library_specs_not_the_config(monkeypatch, tmp_path):
-  received = []
-  monkeypatch.setattr(manifolds, "train_all", lambda *args: received.append(args))
-  monkeypatch.setattr(RunSpec, "load_dataset", lambda self: "the dataset")
-  config = get_config("fashion", "smoke")
-  experiments.STAGES["manifolds"](config, str(tmp_path), "the mesh")
-  ((spec, ds, workdir, mesh),) = received
-  assert isinstance(spec, VaeganSpec) and spec == RunSpec.from_config(config).vaegan
-  assert (ds, workdir, mesh) == ("the dataset", str(tmp_path), "the mesh")

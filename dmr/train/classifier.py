@@ -13,7 +13,7 @@ import os
 import jax
 import numpy as np
 
-from dmr import checkpoint, outcomes, parallel, results, robustness, tensorboard
+from dmr import checkpoint, outcomes, parallel, records, results, robustness, tensorboard
 from dmr.data.dataset import Dataset
 from dmr.models import classifiers
 from dmr.specs import ClassifierSpec
@@ -87,7 +87,7 @@ def evaluate(spec: ClassifierSpec, ds: Dataset, n: int, state: steps.TrainState,
   (dmr.train.variants.training_attack_strength)."""
   logits_fn = state_logits_fn(spec, ds.num_classes, state)
   correct = robustness.predict(logits_fn, ds.x_test, spec.train.eval_batch_size, mesh) == ds.y_test
-  fields = {"test_error": float(1.0 - np.mean(correct))}
+  fields = {records.TEST_ERROR: float(1.0 - np.mean(correct))}
   half, aux = second_half
   if half is not None:
     subset = ds.first_n(n)

@@ -42,6 +42,6 @@ MUTATIONS = [
              "model", "dmr/experiments.py", '             and "family" not in r]', "]", TESTS),
     Mutation("claim4_report_stage_examples_of_family", "the report stage looks for claim 1's "
              "model's examples when only a family was attacked", "dmr/experiments.py",
-             '  if any("on_manifold_success" in r and "family" not in r\n',
-             '  if any("on_manifold_success" in r\n', TESTS),
+             '  if any(records.is_attacked(r) and "family" not in r\n',
+             '  if any(records.is_attacked(r)\n', TESTS),
 ]

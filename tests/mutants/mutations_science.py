@@ -27,7 +27,7 @@ MUTATIONS = [
              "dmr/distances.py", "np.sum((r_adv - r)**2, axis=1)",
              "np.sum(r_adv**2, axis=1) - np.sum(r**2, axis=1)", ("tests/test_distances.py",)),
     Mutation("on_outcome_rows_misplaced", "on-manifold outcomes land on the wrong test rows",
-             "dmr/attacking.py", "  correct[where] = outcome.correct\n",
+             "dmr/records.py", "  correct[where] = outcome.correct\n",
              "  correct[:len(where)] = outcome.correct\n", ("tests/test_robustness.py",)),
     Mutation("attack_variants_ignored", "attack.variants does not restrict the attacked models",
              "dmr/config.py", "  return c.attack.variants is None or key[\"variant\"] in c.attack.variants",
