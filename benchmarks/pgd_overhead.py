@@ -27,7 +27,7 @@ import jax.numpy as jnp  # noqa: E402
 import optax  # noqa: E402
 
 import attacks as attack_benchmark  # noqa: E402
-from dmr.attacks import projected_gradient  # noqa: E402
+from dmr.attacks import _execution, projected_gradient  # noqa: E402
 from dmr.models.classifiers import ConvClassifier  # noqa: E402
 
 EPS, STEP = 0.3, 2.5 * 0.3 / 40
@@ -35,12 +35,12 @@ EPS, STEP = 0.3, 2.5 * 0.3 / 40
 
 def dmr_attack(logits_fn, x, y, steps: int, unroll: bool):
   """run() of dmr's jitted attack for `steps` sign steps."""
-  jitted = jax.jit(projected_gradient.attack, static_argnames="spec")
-  spec = projected_gradient.StaticOptions(steps=steps, early_stop=False, unroll=unroll,
-                                          fast_convs=False)
+  jitted = jax.jit(projected_gradient.attack, static_argnames=("spec", "execution"))
+  spec = projected_gradient.StaticOptions(steps=steps, early_stop=False)
+  execution = _execution.Execution(unroll=unroll, fast_convs=False)
   key = jax.random.key(0)
-  return lambda: jitted(logits_fn, x, y, key, EPS, STEP, (0.0, 1.0),
-                        spec=spec).x_adv.block_until_ready()
+  return lambda: jitted(logits_fn, x, y, key, EPS, STEP, (0.0, 1.0), spec=spec,
+                        execution=execution).x_adv.block_until_ready()
 
 
 def minimal_loop(logits_fn, x, y, unroll: bool):

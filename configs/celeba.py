@@ -1,7 +1,7 @@
 """CelebA, Male vs not, 56x48x3 (docs/protocol.md#datasets). Usage: --config=configs/celeba.py[:paper|claims|quick|smoke]."""
 from dmr import config
 
-# Fields of this dataset, per preset (beside dmr.config.SHARED_PRESETS).
+# Fields of this dataset, per preset (in place of their values in dmr/config/fields.py).
 ROWS = {
     #  field                 paper   claims  quick   smoke
     "vaegan.latent_dim":    (25,     25,     25,     25),

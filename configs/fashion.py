@@ -1,7 +1,7 @@
 """Fashion-MNIST (docs/protocol.md#datasets). Usage: --config=configs/fashion.py[:paper|claims|quick|smoke]."""
 from dmr import config
 
-# Fields of this dataset, per preset (beside dmr.config.SHARED_PRESETS).
+# Fields of this dataset, per preset (in place of their values in dmr/config/fields.py).
 ROWS = {
     #  field                 paper   claims  quick   smoke
     "vaegan.latent_dim":    (10,     10,     10,     10),

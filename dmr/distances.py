@@ -5,6 +5,9 @@ examples lie from a data manifold, and from the local subspace of their nearest 
   the regular perturbations that leaves it (`leaving_parts`), beside three references measured
   the same way: a tangent direction at the same images (the measure's floor), a random direction
   and the on-manifold perturbations: the measures of claim 1's verdict.
+- `tangent_normal_parts`, `tangent_space_parts`: claim 1's share as a true share in [0, 1], the
+  part of each perturbation orthogonal to the manifold's tangent space at x's projection (the
+  decoder's Jacobian in the code there), beside a random direction's (about 1 - k / D).
 - `NeighbourIndex`, `local_subspace_distances`, `local_distances`: the local estimate from the
   nearest training images (searched in a PCA space).
 Images are float [B, H, W, C] in [0, 1]; distances are L2 norms over all pixels.
@@ -18,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dmr import parallel
+from dmr import geometry, parallel
 
 
 def _flat(x: jax.Array) -> jax.Array:
@@ -146,6 +149,64 @@ def manifold_distances(project_of: Callable, decode_of: Callable, rows: np.ndarr
       "random_perturbation_sq": f32(random.perturbation_sq), "on_leaving_sq": f32(on.leaving_sq),
       "on_perturbation_sq": f32(on.perturbation_sq)}
   return summary, arrays
+
+
+class NormalParts(NamedTuple):
+  """Per image [B]: the squared norm of the perturbation's part orthogonal to the tangent space
+  (`normal_sq`) and its squared norm (`perturbation_sq`); their ratio is in [0, 1]."""
+  normal_sq: jax.Array
+  perturbation_sq: jax.Array
+
+
+TANGENT_RANK_TOL = 1e-6  # Singular values of the Jacobian below this times the largest are 0.
+
+
+def _normal_parts_one(decode_fn, code, delta, aux, rank_tol):
+  decode_one = lambda z: decode_fn(z[None], *(a[None] for a in aux))[0].reshape(-1)
+  jacobian = jax.jacfwd(decode_one)(code)  # [D, k]: k forward-mode products
+  u, s, _ = jnp.linalg.svd(jacobian, full_matrices=False)
+  basis = u * (s > rank_tol * s[0])  # orthonormal columns spanning the tangent space
+  d = delta.reshape(-1)
+  normal = d - basis @ (basis.T @ d)
+  return NormalParts(jnp.sum(normal**2), jnp.sum(d**2))
+
+
+@functools.partial(jax.jit, static_argnames="rank_tol")
+def tangent_normal_parts(decode_fn: Callable, codes: jax.Array, delta: jax.Array,
+                         aux: tuple = (), rank_tol: float = TANGENT_RANK_TOL) -> NormalParts:
+  """How much of each perturbation delta [B, ...] is orthogonal to the manifold at decode(codes).
+
+  decode_fn(codes [B, k], *aux) -> images [B, ...], a jax.tree_util.Partial (one compilation per
+  decoder architecture), e.g. a VAE-GAN's decode_fn or `fonts_decode` with aux (prototypes,);
+  codes [B, k]: x's best codes z*; aux: arrays [B, ...] of per-image decoder inputs. The tangent
+  space is the column space of the Jacobian d decode / d z at z* [D, k] (orthonormalised by an
+  SVD, rank-deficient directions dropped); share = normal_sq / perturbation_sq is 0 along the
+  manifold and 1 orthogonal to it, and E share = 1 - k / D for a random direction.
+  """
+  return jax.vmap(lambda z, d, a: _normal_parts_one(decode_fn, z, d, a, rank_tol))(
+      codes, delta, tuple(aux))
+
+
+def fonts_decode(theta: jax.Array, prototypes: jax.Array) -> jax.Array:
+  """The known FONTS manifold as a decoder of codes theta [B, 6]: each row's prototype
+  [B, H, W, 1] rendered under its theta (dmr.manifolds.known's decoding)."""
+  return geometry.transform(prototypes, theta)
+
+
+def tangent_space_parts(decode_fn: Callable, codes: np.ndarray, x: np.ndarray,
+                        x_adv: np.ndarray, seed: int, aux: tuple = ()) -> dict[str, np.ndarray]:
+  """Claim 1's true shares on one batch: float32 [B] arrays `tangent_normal_sq`,
+  `tangent_perturbation_sq` of the perturbations x_adv - x and `random_tangent_normal_sq`,
+  `random_tangent_perturbation_sq` of a random direction of the same norms (`random_direction`),
+  both against the tangent space at decode(codes) (`tangent_normal_parts`)."""
+  parts = lambda x_to: tangent_normal_parts(decode_fn, jnp.asarray(codes),
+                                            jnp.asarray(x_to - x), tuple(map(jnp.asarray, aux)))
+  off, random = parts(x_adv), parts(random_direction(x, x_adv, seed))
+  f32 = lambda a: np.asarray(a, np.float32)
+  return {"tangent_normal_sq": f32(off.normal_sq),
+          "tangent_perturbation_sq": f32(off.perturbation_sq),
+          "random_tangent_normal_sq": f32(random.normal_sq),
+          "random_tangent_perturbation_sq": f32(random.perturbation_sq)}
 
 
 class NeighbourIndex(NamedTuple):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import difflib
 import errno
 import re
-from typing import Iterable
+from typing import Iterable, Iterator
 
 EXIT_STATUS = 2
 # Write failures the user fixes (free space, permissions), not bugs.
@@ -36,7 +36,6 @@ def write_failure(error: OSError) -> UserError | None:
       f"checkpoint of every model are intact.")
 
 
-
 def suggest_names(value, allowed: str) -> str:
   """Close matches, among the quoted names in the text `allowed`, of the names in `value` (a
   string or a sequence of strings) that are not among them: ' Did you mean: ...?' or ''."""
@@ -46,15 +45,21 @@ def suggest_names(value, allowed: str) -> str:
   return "".join(close_matches(v, names) for v in given if isinstance(v, str) and v not in names)
 
 
-def user_error_of(error: BaseException) -> UserError | None:
-  """The UserError behind `error` (itself or a cause, e.g. a failed write wrapped by a library),
-  None for an internal error."""
+def chain(error: BaseException | None) -> Iterator[BaseException]:
+  """`error`, then its cause (or context), that one's, and so on."""
   seen = set()
   while error is not None and id(error) not in seen:
     seen.add(id(error))
-    if isinstance(error, UserError):
-      return error
-    if isinstance(error, OSError) and (failure := write_failure(error)) is not None:
-      return failure
+    yield error
     error = error.__cause__ or error.__context__
+
+
+def user_error_of(error: BaseException) -> UserError | None:
+  """The UserError behind `error` (itself or a cause, e.g. a failed write wrapped by a library),
+  None for an internal error."""
+  for e in chain(error):
+    if isinstance(e, UserError):
+      return e
+    if isinstance(e, OSError) and (failure := write_failure(e)) is not None:
+      return failure
   return None

@@ -13,25 +13,12 @@ import os
 
 import ml_collections
 
+from dmr import config as dmr_config
+from dmr import results
 from dmr.errors import UserError
 
 FILENAME = "fingerprint.json"
-
-# Dotted config fields (or whole sections) that never change a model's numbers. `seed` names the
-# models (model seeds seed + m, see dmr.config.model_seeds): a sweep sets it per model.
-NOT_RESULT_FIELDS = (
-    "stages", "variants", "training_sizes", "models_per_size", "seed", "preset", "progress",
-    "data.dir",
-    "parallel", "train.eval_batch_size", "train.checkpoint_every_steps", "train.log_every_steps",
-    "vaegan.eval_batch_size", "vaegan.checkpoint_every_steps", "vaegan.log_every_steps",
-    "attack.batch_size", "on_manifold_attack.batch_size", "claim4.training_size", "attack.variants",
-    "variant_training_sizes",
-)
-# Fields that change nothing while their switch is None (claim 4's own models, the cross-check
-# attack): {field or section: switch}. Left out then, so that a config without them keeps the
-# fingerprint it had before they existed; in the fingerprint once the switch is set.
-OFF_WHILE_UNSET = {"claim4": "claim4.architecture", "attack.cross_check": "attack.cross_check",
-                   "train.min_steps": "train.min_steps"}
+GROUPS_DIR = "groups"
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict:
@@ -43,10 +30,6 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
     else:
       out[name] = list(value) if isinstance(value, tuple) else value
   return out
-
-
-def _is_result_field(name: str) -> bool:
-  return not any(name == f or name.startswith(f + ".") for f in NOT_RESULT_FIELDS)
 
 
 def flat_fields(config: ml_collections.ConfigDict, sections: bool = False) -> dict:
@@ -64,16 +47,19 @@ def _sections(tree: dict, prefix: str = "") -> list[str]:
           for name in [f"{prefix}{key}", *_sections(value, f"{prefix}{key}.")]]
 
 
-def _is_off(name: str, flat: dict) -> bool:
-  return any((name == f or name.startswith(f + ".")) and flat.get(switch) is None
-             for f, switch in OFF_WHILE_UNSET.items())
+def _changes_results(name: str, flat: dict) -> bool:
+  """Whether field `name` is in the fingerprint (dmr/config/fields.py's Field.result); a field
+  the table does not know is, to be safe."""
+  field = dmr_config.FIELDS.get(name)
+  if field is None or isinstance(field.result, bool):
+    return field is None or field.result
+  return flat.get(field.result) is not None  # In once its switch is set.
 
 
 def result_fields(config: ml_collections.ConfigDict) -> dict:
   """{dotted field: value} of every field that changes results, JSON-compatible."""
   flat = flat_fields(config)
-  return {name: value for name, value in flat.items()
-          if _is_result_field(name) and not _is_off(name, flat)}
+  return {name: value for name, value in flat.items() if _changes_results(name, flat)}
 
 
 def digest(fields: dict) -> str:
@@ -114,3 +100,29 @@ def of_config(config: ml_collections.ConfigDict) -> dict:
   """{"digest": ..., "fields": ...}: what fingerprint.json holds for `config`."""
   fields = result_fields(config)
   return {"digest": digest(fields), "fields": fields}
+
+
+def group_workdir(workdir: str, config: ml_collections.ConfigDict, drift: str) -> str:
+  """The directory a run of `config` writes into: `workdir` when its fingerprint.json is absent
+  or equal to the config's; else WORKDIR/groups/<fingerprint> when drift is "new_group", and a
+  UserError listing the differing fields otherwise ("refuse")."""
+  ours, theirs = of_config(config), read(workdir)
+  if theirs is None or theirs["digest"] == ours["digest"]:
+    return workdir
+  if drift == "new_group":
+    return os.path.join(workdir, GROUPS_DIR, ours["digest"])
+  changed = differences(theirs["fields"], ours["fields"])
+  raise UserError(
+      f"{workdir} holds results made under other settings (fingerprint {theirs['digest']}, this "
+      f"config {ours['digest']}): {'; '.join(changed)}. Use a new --workdir, or pass "
+      f"--config_drift=new_group to train and evaluate models under the new settings as a "
+      f"separate group in {os.path.join(workdir, GROUPS_DIR, ours['digest'])} (never averaged "
+      f"with the others).")
+
+
+def record(workdir: str, config: ml_collections.ConfigDict) -> None:
+  """Writes config.json and, on the first run in `workdir`, fingerprint.json."""
+  results.write_json_atomic(os.path.join(workdir, "config.json"), config.to_dict())
+  with results.locked(workdir):
+    if read(workdir) is None:
+      results.write_json_atomic(path(workdir), of_config(config))

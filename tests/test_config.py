@@ -1,12 +1,21 @@
-"""Configs: presets, command-line overrides, validation messages."""
+"""Configs: presets, command-line overrides, validation messages.
+
+  python -m tests.test_config   # rewrites tests/data/configs.json (a deliberate change only)
+"""
+import json
 import os
+import re
 import subprocess
 import types
 
+import ml_collections
 import pytest
 
 from dmr import config as dmr_config
 from dmr import fingerprint, plan, results
+from dmr.config import command_line
+from dmr.config.fields import FIELDS
+from dmr.errors import UserError
 from dmr.train import classifier
 from tests.helpers import REPO, get_config, main_command, subprocess_env
 
@@ -57,9 +66,21 @@ def test_nested_invalid_values():
     dmr_config.validate(c)
 
 
-def test_unknown_preset():
-  with pytest.raises(ValueError, match="preset='fast'; allowed"):
-    get_config("fashion", "fast")
+def test_unknown_preset_is_a_user_error_with_close_matches():
+  with pytest.raises(UserError, match=r"preset='quikc'; allowed: \('paper', 'claims', 'quick', "
+                                      r"'smoke'\). Did you mean: quick\?"):
+    get_config("fashion", "quikc")
+
+
+@pytest.mark.parametrize("rows, message", [
+    ({"vaegan.betta": (1.0,) * 4}, r"the preset row 'vaegan.betta' of fashion_mnist is not a "
+                                   r"field of its config .* Did you mean: vaegan.beta"),
+    ({"vaegan.beta": (1.0, 2.0)}, r"the preset row 'vaegan.beta' .* one value per preset"),
+    ({"data.num_train": (5,) * 4}, r"the preset row 'data.num_train' of fashion_mnist"),  # FONTS'
+])
+def test_dataset_rows_are_checked_against_the_table(rows, message):
+  with pytest.raises(UserError, match=message):
+    dmr_config.build("fashion_mnist", "quick", rows)
 
 
 def test_command_line_overrides_and_errors_before_work(tmp_path):
@@ -198,3 +219,129 @@ def test_attack_variants_choose_which_models_are_attacked(tmp_path):
   assert dmr_config.is_attacked(c, results.model_key("off_adv", 200, 0))
   claims = get_config("fashion", "claims")
   assert claims.attack.variants == ("normal",) and get_config("fonts", "claims").attack.variants is None
+
+
+def test_every_preset_is_the_pinned_config_with_the_pinned_fingerprint():
+  """tests/data/configs.json pins every field (value, type, the type overrides are parsed as,
+  derived or not, order) and the fingerprint of every dataset x preset."""
+  with open(PINNED) as f:
+    pinned = json.load(f)
+  now = json.loads(json.dumps(snapshot()))
+  assert list(now) == list(pinned)
+  for combination, expected in pinned.items():
+    assert now[combination]["fields"] == expected["fields"], combination
+    assert now[combination]["fingerprint"] == expected["fingerprint"], combination
+
+
+# --- The field table -----------------------------------------------------------------------------
+
+# Values tried against every check: each field's check must reject one of them with its message.
+BAD_VALUES = (0, -1, 1.5, -1.0, "nope", ("nope",), (), (0,), None)
+# Fields whose check is their type alone (any string): the ConfigDict refuses every other value.
+TYPE_ONLY = {"data.dir", "parallel.coordinator_address"}
+
+
+@pytest.mark.parametrize("name", ["fashion", "fonts", "emnist", "celeba"])
+def test_every_field_of_every_preset_is_in_the_table_with_its_help(name):
+  for preset in dmr_config.PRESETS:
+    c = get_config(name, preset)
+    for field in fingerprint.flat_fields(c):
+      assert field in FIELDS and FIELDS[field].help, (name, preset, field)
+    text = command_line.describe(c)  # --print_config: the table's help on every line.
+    for field, value in fingerprint.flat_fields(c).items():
+      assert f" {field} = {value!r}" in text and f"# {FIELDS[field].help}" in text
+
+
+def test_every_check_rejects_a_bad_value_in_one_line_naming_the_field_and_allowed_values():
+  uncovered = set()
+  for name, field in FIELDS.items():
+    rejected = 0
+    for bad in BAD_VALUES:
+      c = get_config("fonts", "smoke")
+      try:
+        dmr_config._set(c, name, bad)
+      except TypeError:  # The ConfigDict's own type check refuses it.
+        continue
+      if field.check.ok(bad):
+        continue
+      with pytest.raises(UserError) as e:
+        dmr_config.validate(c)
+      message = str(e.value)
+      stored = dmr_config._get(c, name)  # An int stored in a float field is a float.
+      assert message.startswith(f"config.{name}={stored!r} is invalid; allowed: "
+                                f"{field.check.allowed}."), message
+      assert "\n" not in message
+      rejected += 1
+    if not rejected:
+      uncovered.add(name)
+  assert uncovered == TYPE_ONLY
+
+
+def _another(value, field_type: type):
+  """A value of `field_type` other than `value` (None: a first one)."""
+  if value is None:
+    return {int: 7, float: 0.5, str: "other", tuple: (1,), bool: True}[field_type]
+  if isinstance(value, bool):
+    return not value
+  if isinstance(value, tuple):
+    return value + value[:1] if value else ("normal",)
+  return value + ("x" if isinstance(value, str) else 1)
+
+
+@pytest.mark.parametrize("name, preset", [("fonts", "paper"), ("fashion", "smoke")])
+def test_the_fingerprint_holds_the_fields_the_table_says_change_results(name, preset):
+  """A field changes the digest iff its Field.result says so: True always, False never, a
+  field's name while that field is set (claim 4's own models, the cross-check attack)."""
+  before = fingerprint.of_config(get_config(name, preset))["digest"]
+  for field_name, field in FIELDS.items():
+    c = get_config(name, preset)
+    if field.datasets and c.dataset not in field.datasets:
+      continue
+    dmr_config._set(c, field_name, _another(dmr_config._get(c, field_name), field.check.type))
+    counts = (field.result if isinstance(field.result, bool)
+              else dmr_config._get(c, field.result) is not None)
+    assert (fingerprint.of_config(c)["digest"] != before) == counts, field_name
+
+
+# --- The pinned presets -------------------------------------------------------------------------
+
+PINNED = os.path.join(REPO, "tests", "data", "configs.json")
+
+
+def fields(c: ml_collections.ConfigDict, prefix: str = "") -> list[list]:
+  """[name, repr(value), value's type, the type overrides are parsed as, derived from another
+  field] of every field, in insertion order (the order of config.json)."""
+  rows = []
+  for name, field in c._fields.items():
+    if isinstance(field, ml_collections.ConfigDict):
+      rows += fields(field, f"{prefix}{name}.")
+      continue
+    is_ref = isinstance(field, ml_collections.FieldReference)
+    value = field.get() if is_ref else field
+    parsed_as = field.get_type() if is_ref else type(value)
+    rows.append([f"{prefix}{name}", repr(value), type(value).__name__, parsed_as.__name__,
+                 bool(is_ref and field._ops)])
+  return rows
+
+
+def snapshot() -> dict:
+  """{"<file>:<preset>": {"fields": fields, "fingerprint": of_config}} of every combination."""
+  out = {}
+  for name in ("fashion", "fonts", "emnist", "celeba"):
+    for preset in dmr_config.PRESETS:
+      c = get_config(name, preset)
+      out[f"{name}:{preset}"] = {"fields": fields(c), "fingerprint": fingerprint.of_config(c)}
+  return out
+
+
+def write(path: str = PINNED) -> None:
+  """The snapshot as JSON with one line per field, for readable diffs."""
+  text = json.dumps(snapshot(), indent=1)
+  text = re.sub(r"\[\n {4}([^\[\]]*?)\n {3}\]",
+                lambda m: "[" + re.sub(r",\n {4}", ", ", m.group(1)) + "]", text)
+  with open(path, "w") as f:
+    f.write(text + "\n")
+
+
+if __name__ == "__main__":
+  write()

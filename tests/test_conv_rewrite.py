@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from dmr import attacks
-from dmr.attacks import projected_gradient
+from dmr.attacks import _execution
 from dmr.models import conv_rewrite
 
 # (x shape, kernel shape, strides, padding, dimension numbers): layouts of flax, PyTorch and
@@ -34,8 +34,8 @@ def test_fast_form_equals_lax_in_values_and_gradients(x_shape, kernel_shape, str
   x, kernel = jax.random.normal(keys[0], x_shape), jax.random.normal(keys[1], kernel_shape)
   conv = lambda x, kernel: lax_conv(x, kernel, strides, padding, numbers)
   fast = conv_rewrite.with_fast_convs(conv)
-  assert projected_gradient.backward_convolves(lambda x: conv(x, kernel), x)
-  assert not projected_gradient.backward_convolves(lambda x: fast(x, kernel), x)
+  assert _execution.backward_convolves(lambda x: conv(x, kernel), x)
+  assert not _execution.backward_convolves(lambda x: fast(x, kernel), x)
   expected = conv(x, kernel)
   assert_close(jax.jit(fast)(x, kernel), expected)
   cotangent = jax.random.normal(keys[2], expected.shape)
@@ -65,7 +65,7 @@ def test_partial_stays_a_reusable_partial_with_traced_params():
   x = jax.random.normal(jax.random.key(1), (2, 6, 6, 1))
   kernels = [jax.random.normal(jax.random.key(k), (4, 4, 1, 2)) for k in (2, 3)]
   fast = [conv_rewrite.with_fast_convs(jax.tree_util.Partial(model, k)) for k in kernels]
-  assert isinstance(fast[0], jax.tree_util.Partial) and projected_gradient.is_reusable(fast[0])
+  assert isinstance(fast[0], jax.tree_util.Partial) and _execution.is_reusable(fast[0])
   apply = jax.jit(lambda fn, x: fn(x))
   for fn, kernel in zip(fast, kernels):
     assert_close(apply(fn, x), model(kernel, x))
@@ -126,8 +126,7 @@ def test_apgd_steps_use_the_fast_form_and_find_the_same_successes():
 def test_auto_computes_plain_convs_fast_and_keeps_the_loop_rolled():
   x = jnp.zeros((2, 1, 8, 8))
   fn = jax.tree_util.Partial(plain_linear_model, jnp.ones((4, 1, 4, 4)), jnp.ones((64, 2)))
-  spec = lambda **options: projected_gradient.resolve_loop(
-      projected_gradient.StaticOptions(**options), fn, x)
+  spec = lambda **options: _execution.Execution(**options).resolve(fn, x)
   on_cpu = jax.default_backend() == "cpu"
   assert (spec().fast_convs, spec().unroll) == (on_cpu, False)
   assert (spec(fast_convs=False).fast_convs, spec(fast_convs=False).unroll) == (False, on_cpu)
@@ -145,6 +144,6 @@ def test_auto_still_unrolls_when_uncovered_convs_remain():
     return h.reshape(h.shape[0], -1)[:, :3]
 
   x = jnp.zeros((2, 8, 8, 1))
-  spec = projected_gradient.resolve_loop(projected_gradient.StaticOptions(), dilated, x)
+  spec = _execution.Execution().resolve(dilated, x)
   on_cpu = jax.default_backend() == "cpu"
   assert (spec.fast_convs, spec.unroll) == (on_cpu, on_cpu)

@@ -124,7 +124,7 @@ def test_attacks_roll_their_loop_for_dmr_convs_and_unroll_it_for_plain_convs():
   """unroll="auto" unrolls on CPU only when the input gradient computes convs the forward pass
   does not: dmr's classifier computes none once dead code is gone (its backward rule's kernel
   gradient conv goes unused); the same network with lax's strided convs adds one per layer."""
-  from dmr.attacks import projected_gradient
+  from dmr.attacks import _execution
   from dmr.models import classifiers
   x = jnp.zeros((2, 28, 28, 1))
   model = classifiers.make_classifier("conv", 10)
@@ -139,8 +139,8 @@ def test_attacks_roll_their_loop_for_dmr_convs_and_unroll_it_for_plain_convs():
     return images.reshape((images.shape[0], -1))[:, :10]
 
   assert dmr_fn(x).shape == plain_fn(x).shape == (2, 10)
-  assert not projected_gradient.backward_convolves(dmr_fn, x)
-  assert projected_gradient.backward_convolves(plain_fn, x)
+  assert not _execution.backward_convolves(dmr_fn, x)
+  assert _execution.backward_convolves(plain_fn, x)
   on_cpu = jax.default_backend() == "cpu"
-  assert projected_gradient.resolve_stepping(False, "auto", dmr_fn, x) == (False, False)
-  assert projected_gradient.resolve_stepping(False, "auto", plain_fn, x) == (False, on_cpu)
+  assert _execution.resolve_stepping(False, "auto", dmr_fn, x) == (False, False)
+  assert _execution.resolve_stepping(False, "auto", plain_fn, x) == (False, on_cpu)

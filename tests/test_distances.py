@@ -1,8 +1,10 @@
 """Claim 1's measure on a synthetic manifold (a linear subspace) whose off-manifold parts are known."""
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dmr import distances
+from dmr import distances, geometry
 
 D, K, N = 64, 8, 50  # Ambient dimension, subspace dimension, images.
 
@@ -159,3 +161,98 @@ def test_no_successful_example_gives_empty_arrays_and_nan_shares():
                                                  np.arange(0), x, x, seed=0)
   assert summary["images"] == 0 and np.isnan(summary["off_manifold_fraction"])
   assert all(a.shape == (0,) for a in arrays.values())
+
+
+# ---- The tangent-space share (claim 1 as a true share) ------------------------------------------
+
+
+def linear_decode(matrix, offset, codes):
+  """The affine manifold offset + matrix @ z as a decoder: images [B, 8, 8, 1]."""
+  return (codes @ matrix.T + offset).reshape(len(codes), 8, 8, 1)
+
+
+def tangent_shares(decode_fn, codes, delta, aux=()):
+  parts = distances.tangent_normal_parts(decode_fn, codes, delta, aux)
+  return np.asarray(parts.normal_sq) / np.asarray(parts.perturbation_sq)
+
+
+def test_tangent_share_of_a_linear_manifold_is_exact():
+  rng = np.random.default_rng(0)
+  matrix = rng.standard_normal((D, K)).astype(np.float32)
+  decode_fn = jax.tree_util.Partial(linear_decode, matrix, np.zeros(D, np.float32))
+  codes = rng.standard_normal((200, K)).astype(np.float32)
+  along = (rng.standard_normal((200, K)) @ matrix.T).astype(np.float32)
+  basis, _ = np.linalg.qr(matrix)
+  random = rng.standard_normal((200, D)).astype(np.float32)
+  normal = (random - (random @ basis) @ basis.T).astype(np.float32)
+  assert np.max(tangent_shares(decode_fn, codes, along.reshape(-1, 8, 8, 1))) < 1e-5
+  assert tangent_shares(decode_fn, codes, normal.reshape(-1, 8, 8, 1)) == pytest.approx(1, abs=1e-5)
+  shares = tangent_shares(decode_fn, codes, random.reshape(-1, 8, 8, 1))
+  # A random direction's share is Beta((D - K) / 2, K / 2): mean 1 - K / D = 0.875, SD 0.058.
+  assert np.mean(shares) == pytest.approx(1 - K / D, abs=0.015)
+  assert np.all((shares >= 0) & (shares <= 1))
+
+
+def test_tangent_share_drops_the_directions_a_rank_deficient_decoder_lacks():
+  rng = np.random.default_rng(1)
+  half = rng.standard_normal((D, K // 2)).astype(np.float32)
+  matrix = np.concatenate([half, 2 * half], axis=1)  # rank K / 2
+  decode_fn = jax.tree_util.Partial(linear_decode, matrix, np.zeros(D, np.float32))
+  codes = rng.standard_normal((400, K)).astype(np.float32)
+  random = rng.standard_normal((400, 8, 8, 1)).astype(np.float32)
+  assert np.mean(tangent_shares(decode_fn, codes, random)) == pytest.approx(1 - K / 2 / D,
+                                                                           abs=0.01)
+
+
+def curved_decode(weights, codes):
+  return jnp.tanh(codes @ weights.T).reshape(len(codes), 8, 8, 1)
+
+
+def test_tangent_share_of_a_curved_manifold_along_and_across():
+  """A tanh decoder: a small step along the manifold (a decoded code difference) has share ~0,
+  any perturbation a share in [0, 1]."""
+  rng = np.random.default_rng(2)
+  weights = rng.standard_normal((D, K)).astype(np.float32) / np.sqrt(K)
+  decode_fn = jax.tree_util.Partial(curved_decode, weights)
+  codes = rng.standard_normal((100, K)).astype(np.float32)
+  u = 1e-3 * rng.standard_normal((100, K)).astype(np.float32)
+  step = np.asarray(decode_fn(codes + u), np.float64) - np.asarray(decode_fn(codes - u))
+  assert np.max(tangent_shares(decode_fn, codes, step.astype(np.float32))) < 1e-3
+  shares = tangent_shares(decode_fn, codes, rng.standard_normal((100, 8, 8, 1)).astype(np.float32))
+  assert np.all((shares >= 0) & (shares <= 1)) and np.mean(shares) > 0.8
+
+
+def test_tangent_share_on_the_known_fonts_manifold():
+  """Renderings of a smooth prototype: theta's tangent (a central difference of the rendering)
+  has share ~0, a random direction 1 - 6 / 784 on average."""
+  rng = np.random.default_rng(3)
+  v, u = np.mgrid[:28, :28] - 13.5
+  blob = np.exp(-((u / 6) ** 2 + (v / 4) ** 2))[..., None]
+  prototypes = np.repeat(blob[None], 64, axis=0).astype(np.float32) * 0.9
+  lo, hi = geometry.FONTS_EASY.box
+  theta = rng.uniform(lo, hi, size=(64, 6)).astype(np.float32)
+  decode_fn = jax.tree_util.Partial(distances.fonts_decode)
+  step = 1e-3 * rng.standard_normal((64, 6)).astype(np.float32)
+  along = (np.asarray(geometry.transform(prototypes, theta + step), np.float64)
+           - np.asarray(geometry.transform(prototypes, theta - step)))
+  shares = tangent_shares(decode_fn, theta, along.astype(np.float32), (prototypes,))
+  assert np.max(shares) < 0.02
+  random = rng.standard_normal((64, 28, 28, 1)).astype(np.float32)
+  shares = tangent_shares(decode_fn, theta, random, (prototypes,))
+  assert np.mean(shares) == pytest.approx(1 - 6 / 784, abs=0.003)
+
+
+def test_tangent_space_parts_reports_the_perturbation_and_a_random_direction():
+  rng = np.random.default_rng(4)
+  matrix = rng.standard_normal((D, K)).astype(np.float32)
+  decode_fn = jax.tree_util.Partial(linear_decode, matrix, np.zeros(D, np.float32))
+  codes = rng.standard_normal((300, K)).astype(np.float32)
+  x = np.asarray(decode_fn(codes))
+  x_adv = x + 0.1 * np.asarray(linear_decode(matrix, np.zeros(D, np.float32),
+                                             rng.standard_normal((300, K)).astype(np.float32)))
+  parts = distances.tangent_space_parts(decode_fn, codes, x, x_adv, seed=0)
+  share = lambda kind: parts[f"{kind}normal_sq"].sum() / parts[f"{kind}perturbation_sq"].sum()
+  assert share("tangent_") < 1e-4
+  assert share("random_tangent_") == pytest.approx(1 - K / D, abs=0.01)
+  np.testing.assert_allclose(parts["random_tangent_perturbation_sq"],
+                             parts["tangent_perturbation_sq"], rtol=1e-4)

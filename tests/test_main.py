@@ -9,6 +9,7 @@ import pytest
 
 from dmr import config as dmr_config
 from dmr import errors, fingerprint, main, results
+from dmr.config import command_line
 from dmr.data import fashion_mnist
 from tests.helpers import CLASSIFIERS_ONLY, REPO, main_command, run_main, subprocess_env
 from tests.test_config import get_config
@@ -57,6 +58,16 @@ def test_user_errors_print_one_line_and_exit_2(tmp_path, overrides, message):
   assert not os.path.exists(tmp_path / "run" / "config.json")
 
 
+@pytest.mark.parametrize("overrides", [(), ("--config.train.epochs=3",)])
+def test_a_mistyped_preset_is_one_line_with_close_matches(tmp_path, overrides):
+  """Loaded at the first access, or while parsing the overrides: the same one line."""
+  status, stderr = run_failing(tmp_path / "run", *overrides, config="configs/fashion.py:quikc")
+  assert status == 2 and "Traceback" not in stderr
+  assert stderr.strip() == ("error: --config=configs/fashion.py:quikc: preset='quikc'; allowed: "
+                            "('paper', 'claims', 'quick', 'smoke'). Did you mean: quick?")
+  assert not os.path.exists(tmp_path / "run")
+
+
 @pytest.mark.skipif(not fashion_mnist.has_local_files(), reason="needs dataset-fashion-mnist")
 def test_corrupt_results_json_is_named_with_the_way_out(tmp_path):
   (tmp_path / "results.json").write_text('{"records": [')
@@ -96,7 +107,7 @@ def test_dry_run_prints_every_unit_with_its_steps_and_writes_nothing(tmp_path):
 
 def test_print_config_gives_every_field_a_meaning():
   for dataset in ("fashion", "fonts"):
-    text = main.describe_config(get_config(dataset, "smoke"))
+    text = command_line.describe(get_config(dataset, "smoke"))
     assert "(no description)" not in text
     assert "* train.learning_rate = 0.01" in text
     assert "  train.log_every_steps = 1" in text  # Not in the fingerprint.
@@ -147,6 +158,22 @@ def test_rerun_under_other_settings_is_refused_or_grouped_apart(tmp_path):
   assert new["fingerprint"] == group != digest
   assert new["test_error"] != record["test_error"]
   assert (tmp_path / "results.json").read_text() == before
+
+
+def test_summary_prints_the_verdicts_the_report_stage_wrote(tmp_path):
+  workdir = str(tmp_path)
+  assert "Claim" not in main.summary(workdir, {"classifiers": 2.0})  # No report yet.
+  (tmp_path / "report").mkdir()
+  claims = [{"claim": 1, "verdict": "held", "interval_text": "share 87% [83, 90]", "reason": ""},
+            {"claim": 4, "verdict": "unsettled", "interval_text": "",
+             "reason": "needs the known manifold"}]
+  (tmp_path / "report" / "claims.json").write_text(json.dumps(
+      {"groups": [{"fingerprint": "abc", "workdirs": [workdir], "models": 2, "claims": claims}]}))
+  lines = main.summary(workdir, {"classifiers": 2.0, "report": 0.5}).splitlines()
+  assert lines == [
+      f"Time per stage: classifiers 2.0 s, report 0.5 s (total 2.5 s; {workdir}/profile.json)",
+      "Claim 1: held share 87% [83, 90]", "Claim 4: unsettled (needs the known manifold)",
+      f"Results: {workdir}/results.json"]
 
 
 @pytest.mark.parametrize("field, value, suggestion", [

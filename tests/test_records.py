@@ -1,6 +1,7 @@
 """Typed records: every outcome type round-trips through the field names results.json stores, on
-real records of a Fashion-MNIST and a FONTS smoke run (tests/data/), and builds from the
-per-input outcomes of dmr.robustness with the numbers its rates give."""
+real records of smoke runs (tests/data/: Fashion-MNIST; FONTS; FONTS with claim 4's own family
+and the cross-check), and builds from the per-input outcomes of dmr.robustness with the numbers
+its rates give."""
 import json
 import os
 
@@ -11,7 +12,7 @@ from dmr import records, results, robustness
 from dmr.records import AttackOutcomes, AttackRates, CrossCheck, ModelKey
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
-SMOKE = ("smoke-fashion", "smoke-fonts")
+SMOKE = ("smoke-fashion", "smoke-fonts", "smoke-claim4")  # claim4: cross-check and family
 
 
 def smoke_records(name: str) -> list[dict]:
@@ -141,3 +142,17 @@ def test_records_before_kind_specific_fields_write_back_the_same_fields():
   outcomes = AttackOutcomes.parse(old)
   assert outcomes.fields() == old
   assert outcomes.summary() == "off-manifold 90.0%, on manifold 30.0%"
+
+
+def test_cross_check_and_family_of_real_records():
+  recs = smoke_records("smoke-claim4")
+  assert [ModelKey.of(r) for r in recs] == [
+      ModelKey("normal", 200, 0), ModelKey("normal", 200, 0, "claim4"),
+      ModelKey("off_adv", 200, 0, "claim4")]
+  for record in recs:
+    cross = AttackOutcomes.parse(record).cross_check
+    assert cross.attacks == ("apgd-ce", "apgd-t")
+    assert cross.fields() == {k: v for k, v in record.items()
+                              if k.startswith(("off_manifold_cross", "off_manifold_combined"))}
+    assert cross.combined_success >= AttackOutcomes.parse(record).off.success
+  assert [records.family_training(r) for r in recs] == [(None, None), ("mlp", 1), ("mlp", 1)]

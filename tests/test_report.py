@@ -456,3 +456,20 @@ def test_report_of_a_fonts_smoke_run_reads_the_true_manifold_first(tmp_path):
                 if r["variant"] == "on_adv_true")
   assert record["on_true_success"] == pytest.approx(1 / 6)  # the table's 16.7%, not learned's
   assert record["on_learned_success"] != record["on_true_success"]
+
+
+def test_report_of_claim4_family_counts_the_cross_check(tmp_path):
+  """A FONTS smoke run of claim 4's own family (mlp, 1 epoch) with the cross-check: claim 4 on the
+  family, its success the union of the paper's attack and the cross-check."""
+  report.write_report(os.path.join(DATA, "smoke-claim4"), "fonts", out=str(tmp_path))
+  (group,) = json.load(open(tmp_path / "claims.json"))["groups"]
+  got = {c["claim"]: c for c in group["claims"]}
+  assert [c["verdict"] for c in got.values()] == [
+      stats.NOT_MEASURED, stats.INCONCLUSIVE, stats.NOT_MEASURED, stats.INCONCLUSIVE]
+  assert got[4]["interval_text"] == "gap +7.5 points [+0.5, +14.0], success 100.0% [43.9, 100.0]"
+  assert got[4]["evidence"].startswith(
+      "on claim 4's own models (mlp, 1 epoch), at N=200, off_adv training changes test error by "
+      "+7.5 points [+0.5, +14.0] (normal: 83.5% [77.7, 88.0])")
+  assert ("counting the paper's attack or the cross-check apgd-ce, apgd-t, whichever breaks the "
+          "input (the paper's attack alone: 100.0% [43.9, 100.0]; the cross-check alone: 100.0% "
+          "[43.9, 100.0])") in got[4]["evidence"]

@@ -108,3 +108,77 @@ def test_rate_interval_of_fractional_outcomes_matches_the_normal_approximation()
   i = stats.rate_interval([x])
   half = 1.96 * x.std() / np.sqrt(x.size)
   assert (i.lo, i.hi) == pytest.approx((x.mean() - half, x.mean() + half), abs=0.003)
+
+
+# ---- Seed-level intervals, Holm, allocation ------------------------------------------------------
+
+
+def test_seed_rate_interval_is_the_t_interval_of_seed_rates_without_shared_images():
+  """Every image of a seed gives that seed's rate: no image part, so the interval is the t
+  interval of the seeds' rates with seeds - 1 degrees of freedom."""
+  rates = np.array([0.2, 0.3, 0.25, 0.35])
+  outcomes = np.repeat(rates[:, None], 50, axis=1)  # every image of a seed gives its rate
+  i = stats.seed_rate_interval(outcomes)
+  half = 3.182446 * rates.std(ddof=1) / 2  # t(0.975, 3) * SD / sqrt(4)
+  assert i.estimate == pytest.approx(0.275)
+  assert (i.lo, i.hi) == pytest.approx((0.275 - half, 0.275 + half), rel=1e-6)
+  assert i.df == pytest.approx(3)
+
+
+def test_seed_rate_interval_counts_only_the_counted_images():
+  outcomes = np.array([[1, 0, 1, 1], [0, 0, 1, 1], [1, 1, 1, 0]], float)
+  counted = np.array([[1, 1, 0, 0], [1, 1, 1, 1], [0, 1, 1, 1]], float)
+  i = stats.seed_rate_interval(outcomes, counted)
+  assert i.estimate == pytest.approx(np.mean([1 / 2, 2 / 4, 2 / 3]))
+  assert i.lo < i.estimate < i.hi
+
+
+def test_seed_intervals_refuse_one_seed():
+  with pytest.raises(ValueError, match="at least 2 seeds"):
+    stats.seed_rate_interval(np.ones((1, 10)))
+
+
+def test_font_clusters_widen_the_interval_of_clustered_outcomes():
+  """Ten images per font, each font all right or all wrong, the same for every seed: resampled
+  as fonts, the interval is sqrt(10) wider than as images (up to the G / (G - 1) factors)."""
+  rng = np.random.default_rng(0)
+  font_outcome = rng.random(30) < 0.4
+  outcomes = np.repeat(font_outcome, 10)[None].repeat(3, axis=0).astype(float)
+  images = stats.seed_rate_interval(outcomes)
+  fonts = stats.seed_rate_interval(outcomes, clusters=np.repeat(np.arange(30), 10))
+  ratio = (fonts.hi - fonts.lo) / (images.hi - images.lo)
+  assert ratio == pytest.approx(np.sqrt(10 * 30 / 29 * 299 / 300), rel=1e-9)
+
+
+def test_paired_seed_difference_is_the_interval_of_per_seed_differences():
+  a = np.array([[0.0] * 10, [1.0] * 10, [0.0] * 10])
+  b = a + np.array([0.1, 0.3, 0.2])[:, None]
+  i = stats.seed_difference_interval(a, b, paired_seeds=True)
+  assert i.estimate == pytest.approx(0.2)
+  assert (i.lo, i.hi) == pytest.approx((0.2 - 4.302653 * 0.1 / np.sqrt(3),
+                                        0.2 + 4.302653 * 0.1 / np.sqrt(3)), rel=1e-6)
+
+
+@pytest.mark.parametrize("p, adjusted", [
+    ([0.01, 0.04, 0.03], [0.03, 0.06, 0.06]),       # 3 x 0.01, then max(2 x 0.03, .), 1 x 0.04
+    ([0.5, 0.001], [0.5, 0.002]),
+    ([0.02, 0.02, 0.9], [0.06, 0.06, 0.9]),
+])
+def test_holm_adjusted_p_values(p, adjusted):
+  assert stats.holm_adjusted(p) == pytest.approx(adjusted)
+
+
+def test_holm_rejects_step_down():
+  # Bonferroni (0.05 / 3) rejects only the first; Holm also the second (0.02 <= 0.05 / 2).
+  assert stats.holm_rejected([0.01, 0.02, 0.2]).tolist() == [True, True, False]
+  assert stats.holm_rejected([0.02, 0.03, 0.04]).tolist() == [False, False, False]
+
+
+def test_allocate_spends_on_seeds_when_seeds_vary_and_on_images_when_images_do():
+  costly_seeds = stats.allocate(seed_sd=0.001, image_sd=0.3, noise_sd=0.3, model_minutes=1,
+                                image_minutes=0.001, budget_minutes=30, max_images=10_000)
+  varying_seeds = stats.allocate(seed_sd=0.05, image_sd=0.01, noise_sd=0.3, model_minutes=1,
+                                 image_minutes=0.001, budget_minutes=30, max_images=10_000)
+  assert costly_seeds.seeds == 3 and costly_seeds.images > 5000
+  assert varying_seeds.seeds > 10
+  assert costly_seeds.minutes <= 30 and varying_seeds.minutes <= 30

@@ -34,11 +34,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dmr.attacks import losses, optimizers, projections, validation
-from dmr.attacks.projected_gradient import (AttackResult, LogitsFn, ModelInfo, as_pytree_fn,
-                                            check_model, inspect_model, resolve_stepping,
-                                            widen)
-from dmr.models import conv_rewrite
+from dmr.attacks import _execution, losses, optimizers, projections, validation
+from dmr.attacks.projected_gradient import AttackResult, LogitsFn, widen
 
 MOMENTUM = 0.75      # weight of the new step; 1 - MOMENTUM on the previous move
 RHO = 0.75           # share of loss-raising steps a window needs to keep its step size
@@ -58,9 +55,7 @@ class APGDSpec:
   steps: int = 100
   restarts: int = 1
   target_classes: int = 9
-  unroll: bool = False
   dtype: str = "float32"
-  fast_convs: bool = False
 
   @property
   def targeted(self) -> bool:
@@ -250,12 +245,14 @@ def _outcome(s: _State):
   return pick(s.found_x, s.best_x), jnp.where(s.found, s.found_loss, s.best_loss), s.found
 
 
-def _run(logits_fn, x, y, targets, key, eps, bounds, spec: APGDSpec):
-  """One APGD run per row of x [N, ...]: (x_adv [N, ...], loss [N], success [N])."""
+def _run(logits_fn, x, y, targets, key, eps, bounds, spec: APGDSpec, unroll: bool):
+  """One APGD run per row of x [N, ...]: (x_adv [N, ...], loss [N], success [N]); unroll: the
+  steps as straight-line code with a static schedule, else a lax.while_loop that ends once
+  every row is fooled."""
   is_checkpoint, window = checkpoint_schedule(spec.steps, spec.norm)
   s = _initial_state(logits_fn, x, y, targets, key, eps, bounds, spec)
   step = lambda s, *schedule: _iteration(logits_fn, x, y, targets, eps, bounds, s, spec, *schedule)
-  if spec.unroll:
+  if unroll:
     for i in range(spec.steps):
       s = step(s, i == 0, bool(is_checkpoint[i]), int(window[i]))
   else:
@@ -297,33 +294,35 @@ def _result(logits_fn, x_adv, y, per_run, loss, spec: APGDSpec) -> AttackResult:
   return AttackResult(x_adv, losses.fools(logits_fn, x_adv, y), per_run, loss)
 
 
-def stepping_fn(logits_fn, spec: APGDSpec):
-  """The function the steps evaluate and differentiate: logits_fn, or with spec.fast_convs its
-  convs in dmr's forms (the result's success is judged by logits_fn itself)."""
-  return conv_rewrite.with_fast_convs(logits_fn) if spec.fast_convs else logits_fn
-
-
-def attack(logits_fn, x, y, key, eps, bounds, spec: APGDSpec) -> AttackResult:
-  """The traced attack behind `apgd` (no validation). Runs (restart r, target t) one after
-  the other (run t * restarts + r, key fold_in(key, run)); a run is skipped once every row is
-  fooled. Per row: the first successful run's iterate, else the highest-loss one."""
-  x, bounds = widen(x, bounds)
-  step_fn = stepping_fn(logits_fn, spec)
+def search(step_fn, x, y, key, eps, bounds, spec: APGDSpec, unroll: bool):
+  """All runs of APGD on step_fn from x [B, ...] (compute dtype), traced: runs (restart r,
+  target t) one after the other (run t * restarts + r, key fold_in(key, run)); a run is skipped
+  once every row is fooled. Per row: the first successful run's iterate, else the highest-loss
+  one. Returns (x_adv [B, ...] in the compute dtype, loss [B], success per run [runs, B])."""
 
   def one_run(best, run_and_targets):
     run, targets = run_and_targets
     attempt = lambda best: _keep_better(best, _run(
-        step_fn, x, y, targets, jax.random.fold_in(key, run), eps, bounds, spec))
+        step_fn, x, y, targets, jax.random.fold_in(key, run), eps, bounds, spec, unroll))
     skip = lambda best: (best, jnp.zeros_like(best[2]))
     return jax.lax.cond(jnp.all(best[2]), skip, attempt, best)
 
   runs = (jnp.arange(spec.runs), _run_targets(step_fn, x, y, spec))
   (x_adv, loss, _), per_run = jax.lax.scan(one_run, _nothing_yet(x), runs)
+  return x_adv, loss, per_run
+
+
+def attack(logits_fn, x, y, key, eps, bounds, spec: APGDSpec,
+           execution: _execution.Execution) -> AttackResult:
+  """The traced attack behind `apgd` (no validation; execution resolved, not the host loop)."""
+  x, bounds = widen(x, bounds)
+  x_adv, loss, per_run = search(execution.stepping_fn(logits_fn), x, y, key, eps, bounds, spec,
+                                execution.unroll)
   return jax.lax.stop_gradient(_result(logits_fn, x_adv, y, per_run, loss, spec))
 
 
-compiled_attack = jax.jit(attack, static_argnames="spec")
-_jit_widen = jax.jit(widen)
+compiled_attack = jax.jit(attack, static_argnames=("spec", "execution"))
+jit_widen = jax.jit(widen)
 _jit_initial_state = jax.jit(_initial_state, static_argnames="spec")
 _jit_iteration = jax.jit(_iteration, static_argnames=("spec", "first", "checkpoint", "window"))
 _jit_run_targets = jax.jit(_run_targets, static_argnames="spec")
@@ -333,13 +332,11 @@ _jit_result = jax.jit(_result, static_argnames="spec")
 HOST_CHECK_EVERY = 10   # host loop: steps between checks whether every row is fooled
 
 
-def host_attack(logits_fn, x, y, key, eps, bounds, spec: APGDSpec) -> AttackResult:
-  """`attack` with the loops in Python: every step is its own compiled call (a few small
+def host_search(step_fn, x, y, key, eps, bounds, spec: APGDSpec):
+  """`search` with the loops in Python: every step is its own compiled call (a few small
   programs, compiled in seconds), so XLA:CPU runs convolutions with its fast kernels, which it
   does not inside a compiled loop; not traceable (no jit/vmap around it)."""
-  x, bounds = _jit_widen(x, bounds)
   is_checkpoint, window = checkpoint_schedule(spec.steps, spec.norm)
-  step_fn = stepping_fn(logits_fn, spec)
   targets = _jit_run_targets(step_fn, x, y, spec)
   best, per_run = _nothing_yet(x), []
   for run in range(spec.runs):
@@ -355,43 +352,34 @@ def host_attack(logits_fn, x, y, key, eps, bounds, spec: APGDSpec) -> AttackResu
                          bool(is_checkpoint[i]), int(window[i]))
     best, success_run = _jit_keep_better(best, _jit_outcome(s))
     per_run.append(success_run)
-  return _jit_result(logits_fn, best[0], y, jnp.stack(per_run), best[1], spec)
+  return best[0], best[1], jnp.stack(per_run)
 
 
-def choose_loop(unroll: bool | str, host_loop: bool, unroll_pays: bool, eager: bool) -> str:
-  """How apgd runs its steps: "host" (a Python loop of compiled steps), "unrolled", or
-  "rolled" (a lax.while_loop).
-
-  host_loop=True: "host". unroll="auto" never unrolls: compiling 100 unrolled APGD steps of a
-  conv model takes minutes. Where unrolling would pay (unroll_pays: projected_gradient.
-  resolve_stepping's "auto", on CPU a model whose input gradient convolves, which XLA:CPU runs
-  slowly inside compiled loops) it picks "host" when called eagerly (fast kernels, compiled in
-  seconds) and "rolled" under jax.jit/vmap.
-  """
-  if host_loop:
-    return "host"
-  if unroll == "auto":
-    return "host" if eager and unroll_pays else "rolled"
-  return "unrolled" if unroll else "rolled"
+def host_attack(logits_fn, x, y, key, eps, bounds, spec: APGDSpec,
+                execution: _execution.Execution) -> AttackResult:
+  """`attack` through host_search."""
+  x, bounds = jit_widen(x, bounds)
+  x_adv, loss, per_run = host_search(execution.stepping_fn(logits_fn), x, y, key, eps, bounds,
+                                     spec)
+  return _jit_result(logits_fn, x_adv, y, per_run, loss, spec)
 
 
-def validate(spec: APGDSpec, unroll, fast_convs, host_loop: bool, key, eps, x, y,
-             bounds) -> None:
-  """The checks of `apgd` that need no model, before tracing."""
+def validate(spec: APGDSpec, execution: _execution.Execution, key, eps, x, y, bounds,
+             what: str = "x", box_name: str = "bounds") -> None:
+  """The checks of `apgd` and `latent_apgd` that need no model, before tracing."""
   validation.check_choice("norm", spec.norm, projections.NORMS)
   validation.check_choice("loss", spec.loss, LOSSES)
   for name in ("steps", "restarts", "target_classes"):
     validation.check_count(name, getattr(spec, name))
-  validation.check_auto_flag("unroll", unroll)
-  validation.check_auto_flag("fast_convs", fast_convs)
-  validation.check_host_loop(host_loop, "steps", x, y, key, eps, bounds)
-  validation.check_problem(key, eps, x, y, bounds)
+  execution.validate()
+  validation.check_host_loop(execution.host_loop, "steps", x, y, key, eps, bounds)
+  validation.check_problem(key, eps, x, y, bounds, what, box_name)
 
 
-def check_classes(spec: APGDSpec, model: ModelInfo, x, y) -> None:
+def check_classes(spec: APGDSpec, model: _execution.ModelInfo, x, y) -> None:
   """The checks that need the model's output: logits [B, K], labels in [0, K), and enough
   classes for the loss and the targets."""
-  check_model(model, x, y, None, False)
+  validation.check_model(model, x, y, None, False)
   classes = model.logits.shape[1]
   if classes < _MIN_CLASSES[spec.loss]:
     raise ValueError(f"loss={spec.loss!r} needs at least {_MIN_CLASSES[spec.loss]} classes, the "
@@ -432,7 +420,7 @@ def apgd(logits_fn: LogitsFn, x: jax.Array, y: jax.Array, *, key: jax.Array, eps
       of a conv model takes minutes); False keeps a lax.while_loop, which ends once every row
       is fooled; "auto" (default) never unrolls: on CPU, for a model whose input gradient
       convolves, it runs the host loop when called eagerly, else (and for every other model)
-      the lax loop (see choose_loop).
+      the lax loop (dmr.attacks._execution.choose_loop).
     host_loop: drive the steps from Python, one compiled call each: on XLA:CPU several times
       faster than the rolled loop for conv models and compiled in seconds, but apgd can then
       not be called inside jax.jit/vmap. Ends (checked every 10 steps) once all are fooled.
@@ -448,14 +436,11 @@ def apgd(logits_fn: LogitsFn, x: jax.Array, y: jax.Array, *, key: jax.Array, eps
     `pgd`: x_adv is inside `bounds` and lp_norm(x_adv - x) <= eps exactly in float32, and
     success[b] holds only if a fresh forward pass on x_adv[b] gives finite, fooled logits.
   """
-  spec = APGDSpec(norm, loss, steps, restarts, target_classes,
-                  dtype=str(jnp.result_type(x)))
-  validate(spec, unroll, fast_convs, host_loop, key, eps, x, y, bounds)
-  model = inspect_model(logits_fn, x)
-  check_classes(spec, model, x, y)
-  fast_convs, unroll_pays = resolve_stepping(fast_convs, "auto" if unroll == "auto" else False,
-                                             logits_fn, x)
-  loop = choose_loop(unroll, host_loop, unroll_pays, validation.is_concrete(x, y, key, eps, bounds))
-  spec = dataclasses.replace(spec, unroll=loop == "unrolled", fast_convs=fast_convs)
-  run = host_attack if loop == "host" else compiled_attack
-  return run(as_pytree_fn(logits_fn), x, y, key, eps, bounds, spec)
+  spec = APGDSpec(norm, loss, steps, restarts, target_classes, dtype=str(jnp.result_type(x)))
+  execution = _execution.Execution(unroll=unroll, fast_convs=fast_convs, host_loop=host_loop)
+  validate(spec, execution, key, eps, x, y, bounds)
+  check_classes(spec, _execution.inspect_model(logits_fn, x), x, y)
+  execution = execution.resolve_long_loop(
+      logits_fn, x, validation.is_concrete(x, y, key, eps, bounds))
+  run = host_attack if execution.host_loop else compiled_attack
+  return run(_execution.as_pytree_fn(logits_fn), x, y, key, eps, bounds, spec, execution)

@@ -5,12 +5,9 @@ so a batch sharded over devices stays sharded) through a lax.while_loop over the
 per row the iterate to return:
   early_stop=True:  the FIRST successful iterate (frozen from then on), else the highest loss;
   early_stop=False: the highest-loss iterate over all steps (what adversarial training uses).
-The loop ends early once every row has succeeded (early_stop=True only). unroll=True replaces it
-by a fully unrolled loop: XLA:CPU compiles the convolutions of input gradients inside loop
-bodies to a slow generic kernel (jax-ml/jax#12868), so on CPU unrolling makes such models several
-times faster, at a compile time that grows with the steps; unroll="auto" unrolls them on CPU
-only (not dmr's conv models: their input gradients are matrix products). With
-max_rows, the restarts run in chunks of at most max_rows rows (a lax.map over chunks).
+The loop ends early once every row has succeeded (early_stop=True only). How the loop runs
+(rolled or unrolled, the model's convs in dmr's fast forms, restarts in chunks of max_rows
+rows) is the execution's choice (dmr.attacks._execution), never the result's.
 
 The attack computes in float32 (or wider) whatever the input dtype; every iterate it evaluates
 is a value of the input dtype inside the box and the ball (projections.feasible_point), so the
@@ -18,20 +15,17 @@ returned x_adv is exact in that dtype. `success` is judged afresh on the returne
 """
 from __future__ import annotations
 
-import collections
 import dataclasses
-import functools
-import inspect
-from typing import Any, Callable, NamedTuple
+from typing import Callable, NamedTuple
 
 import jax
-import jax.extend
 import jax.numpy as jnp
-import numpy as np
 import optax
 
-from dmr.attacks import losses, optimizers, projections, starts, validation
-from dmr.models import conv_rewrite
+from dmr.attacks import _execution, losses, optimizers, projections, starts, validation
+# Re-exported for the attacks that import them from here (square, evaluate).
+from dmr.attacks._execution import as_pytree_fn, inspect_model  # noqa: F401
+from dmr.attacks.validation import check_model  # noqa: F401
 
 LogitsFn = Callable[[jax.Array], jax.Array]
 Bounds = projections.Bounds
@@ -50,8 +44,7 @@ class AttackResult(NamedTuple):
 
 @dataclasses.dataclass(frozen=True)
 class StaticOptions:
-  """The compile-time options of an attack (a jit static argument); see `pgd`. unroll and
-  fast_convs are bools here ("auto" is resolved before), max_rows None or an int."""
+  """The compile-time options of the algorithm (a jit static argument); see `pgd`."""
   norm: str = "linf"
   steps: int = 40
   optimizer: str = "sign"
@@ -60,9 +53,6 @@ class StaticOptions:
   loss: str = "ce"
   targeted: bool = False
   early_stop: bool = True
-  unroll: bool | str = "auto"
-  max_rows: int | None = None
-  fast_convs: bool | str = "auto"
 
 
 class _Best(NamedTuple):
@@ -109,9 +99,10 @@ def _objective(logits_fn, y, dtype, spec: StaticOptions):
   return objective
 
 
-def _optimize(logits_fn, x, y, delta, eps, step_size, bounds, dtype,
-              spec: StaticOptions) -> _Best:
-  """Runs one attack per row of x [N, ...] (float32, values of `dtype`) from delta [N, ...]."""
+def _optimize(logits_fn, x, y, delta, eps, step_size, bounds, dtype, spec: StaticOptions,
+              unroll: bool) -> _Best:
+  """Runs one attack per row of x [N, ...] (float32, values of `dtype`) from delta [N, ...];
+  unroll: a fully unrolled loop over the steps (no early exit) instead of a lax.while_loop."""
   optimizer = optimizers.make_optimizer(spec.optimizer, spec.norm, step_size)
   rounds = optimizers.projection_rounds(spec.optimizer)
   objective = _objective(logits_fn, y, dtype, spec)
@@ -137,7 +128,7 @@ def _optimize(logits_fn, x, y, delta, eps, step_size, bounds, dtype,
   n = x.shape[0]
   best = _Best(x, jnp.full((n,), -jnp.inf, x.dtype), jnp.zeros((n,), bool))
   carry = (jnp.zeros((), jnp.int32), delta, optimizer.init(delta), best)
-  if spec.unroll:
+  if unroll:
     carry = jax.lax.fori_loop(0, spec.steps, lambda _, carry: step(carry), carry, unroll=True)
   else:
     carry = jax.lax.while_loop(running, step, carry)
@@ -161,15 +152,8 @@ def _strongest_restart(best: _Best, batch: int, restarts: int):
   return x_adv[:, 0], jnp.take_along_axis(loss, pick[:, None], axis=1)[:, 0], success.T
 
 
-def restarts_per_chunk(batch: int, spec: StaticOptions) -> int:
-  """Restarts run together: all of them, or as many as fit in max_rows rows (at least one)."""
-  if spec.max_rows is None:
-    return spec.restarts
-  return max(1, min(spec.restarts, spec.max_rows // max(batch, 1)))
-
-
 def _attack_restarts(logits_fn, x, y, key, eps, step_size, bounds, dtype, first: int,
-                     count: int, spec: StaticOptions) -> _Best:
+                     count: int, spec: StaticOptions, unroll: bool) -> _Best:
   """Restarts first, ..., first + count - 1 of every input as rows [B * count] (b * count + r)."""
   batch = x.shape[0]
   start = starts.restart_perturbations(key, x.shape, eps, spec.norm, spec.init, count, x.dtype,
@@ -177,98 +161,31 @@ def _attack_restarts(logits_fn, x, y, key, eps, step_size, bounds, dtype, first:
   start = jnp.swapaxes(start, 0, 1).reshape((batch * count,) + x.shape[1:])
   rows_x = jnp.repeat(x, count, axis=0)
   rows_y = jnp.repeat(y, count, axis=0)
-  return _optimize(logits_fn, rows_x, rows_y, start, eps, step_size, bounds, dtype, spec)
+  return _optimize(logits_fn, rows_x, rows_y, start, eps, step_size, bounds, dtype, spec,
+                   unroll)
 
 
-def _merge_chunks(v, batch: int, restarts: int):
-  """Chunks [C, B * chunk, ...] (row b * chunk + j: restart c * chunk + j) -> the rows
-  [B * restarts, ...] of one call (row b * restarts + r), dropping restarts beyond `restarts`."""
-  chunks, rows = v.shape[:2]
-  v = v.reshape((chunks, batch, rows // batch) + v.shape[2:])
-  v = jnp.moveaxis(v, 0, 1).reshape((batch, rows // batch * chunks) + v.shape[3:])
-  return v[:, :restarts].reshape((batch * restarts,) + v.shape[2:])
-
-
-def attack(logits_fn, x, y, key, eps, step_size, bounds, spec: StaticOptions) -> AttackResult:
-  """The traced attack behind `pgd` (no validation; step_size and unroll already resolved).
+def attack(logits_fn, x, y, key, eps, step_size, bounds, spec: StaticOptions,
+           execution: _execution.Execution) -> AttackResult:
+  """The traced attack behind `pgd` (no validation; step_size and execution already resolved).
 
   x may be of any floating dtype; the attack computes in compute_dtype(x.dtype) and returns
-  x_adv in x.dtype. With spec.fast_convs the steps use logits_fn's convs in dmr's fast forms;
-  the returned success is judged by logits_fn itself. The result carries no gradient: a loss on
-  x_adv can be differentiated w.r.t. the model's params (adversarial training) without
-  differentiating through the attack's loop.
+  x_adv in x.dtype. The steps use execution.stepping_fn(logits_fn); the returned success is
+  judged by logits_fn itself. The result carries no gradient: a loss on x_adv can be
+  differentiated w.r.t. the model's params (adversarial training) without differentiating
+  through the attack's loop.
   """
   dtype, batch = x.dtype, x.shape[0]
   wide, bounds = widen(x, bounds)
-  chunk = restarts_per_chunk(batch, spec)
-  step_fn = conv_rewrite.with_fast_convs(logits_fn) if spec.fast_convs else logits_fn
-  run = lambda first: _attack_restarts(step_fn, wide, y, key, eps, step_size, bounds, dtype,
-                                       first, chunk, spec)
-  if chunk == spec.restarts:
-    best = run(0)
-  else:
-    chunks = -(-spec.restarts // chunk)
-    parts = jax.lax.map(run, chunk * jnp.arange(chunks))
-    best = jax.tree.map(lambda v: _merge_chunks(v, batch, spec.restarts), parts)
+  step_fn = execution.stepping_fn(logits_fn)
+  run = lambda first, count: _attack_restarts(step_fn, wide, y, key, eps, step_size, bounds,
+                                              dtype, first, count, spec, execution.unroll)
+  best = _execution.in_restart_chunks(run, batch, spec.restarts, execution.max_rows)
   x_adv, loss, success_per_restart = _strongest_restart(best, batch, spec.restarts)
   x_adv = x_adv.astype(dtype)
   success = losses.fools(logits_fn, x_adv, y, spec.targeted)
   return jax.lax.stop_gradient(AttackResult(x_adv=x_adv, success=success,
                                             success_per_restart=success_per_restart, loss=loss))
-
-
-def _holds_arrays(value) -> bool:
-  """Arrays among the pytree leaves of value or of its attributes (one level down)."""
-  attributes = list(getattr(value, "__dict__", {}).values())
-  leaves = jax.tree_util.tree_leaves([value, attributes])
-  return any(isinstance(leaf, (jax.Array, np.ndarray)) for leaf in leaves)
-
-
-def is_reusable(fn) -> bool:
-  """fn can be a cached compilation's argument: a jax.tree_util.Partial whose function holds no
-  arrays (in a closure or as the object of a bound method); its arrays are traced leaves."""
-  if not isinstance(fn, jax.tree_util.Partial):
-    return False
-  func = fn.func
-  owners = [cell.cell_contents for cell in (getattr(func, "__closure__", None) or ())]
-  if inspect.ismethod(func):
-    owners.append(func.__self__)
-  return not any(_holds_arrays(owner) for owner in owners)
-
-
-class _CompiledPerCall:
-  """A callable that is a jit static value equal only to itself: compiled anew for each call."""
-
-  def __init__(self, fn):
-    self.fn = fn
-
-  def __call__(self, *args):
-    return self.fn(*args)
-
-
-def as_pytree_fn(fn) -> jax.tree_util.Partial:
-  """fn as a jax.tree_util.Partial that can be a jit argument and never runs stale.
-
-  A reusable Partial (see is_reusable) is returned as it is: its arrays are traced, so new
-  params reuse the compiled program. Any other callable may hold state that changes between
-  calls (an NNX module, an object with params, a closure), so it is wrapped in a static value
-  equal only to itself: each call compiles anew and sees the model as it is now.
-  """
-  return fn if is_reusable(fn) else jax.tree_util.Partial(_CompiledPerCall(fn))
-
-
-def run_compiled(traced_fn: Callable, model_fns: tuple, *args, spec) -> Any:
-  """traced_fn(*model_fns, *args, spec=spec) under jax.jit: through one cached compilation when
-  every model function is reusable (see is_reusable), else compiled for this call only."""
-  if all(is_reusable(fn) for fn in model_fns):
-    return _cached_jit(traced_fn)(*model_fns, *args, spec=spec)
-  once = jax.jit(functools.partial(traced_fn, *model_fns), static_argnames="spec")
-  return once(*args, spec=spec)
-
-
-@functools.cache
-def _cached_jit(traced_fn: Callable) -> Callable:
-  return jax.jit(traced_fn, static_argnames="spec")
 
 
 def resolve_step_size(step_size, eps, spec: StaticOptions):
@@ -278,129 +195,22 @@ def resolve_step_size(step_size, eps, spec: StaticOptions):
   return step_size
 
 
-def validate_attack(spec: StaticOptions, key, eps, step_size, x, y, bounds, what: str,
-                    box_name: str) -> None:
+def validate_attack(spec: StaticOptions, execution: _execution.Execution, key, eps, step_size,
+                    x, y, bounds, what: str, box_name: str) -> None:
   """All checks shared by `pgd` and `latent_pgd` that need no model, before tracing."""
   validation.check_options(spec)
+  execution.validate()
   validation.check_positive("step_size", step_size)
   validation.check_problem(key, eps, x, y, bounds, what, box_name)
-
-
-def _input_gradient(fn, x):
-  return jax.grad(lambda x: jnp.sum(fn(x), dtype=jnp.float32))(x)
-
-
-def _logits(fn, x):
-  return fn(x)
-
-
-_TRACED = {"logits": _logits, "gradient": _input_gradient}
-_REUSABLE = {name: jax.jit(fn) for name, fn in _TRACED.items()}
-
-
-class ModelInfo(NamedTuple):
-  """What an abstract evaluation of logits_fn on x tells: its output."""
-  logits: jax.ShapeDtypeStruct
-
-
-def _live_equations(jaxpr, live_outputs) -> list:
-  """The equations jaxpr runs to compute its outputs marked live, as XLA would after removing
-  dead code: a jit call is entered with its own live outputs, other nested jaxprs count whole.
-  E.g. a custom VJP's backward rule may compute a kernel gradient that an input gradient never
-  uses."""
-  is_var = lambda v: isinstance(v, jax.extend.core.Var)
-  live = {v for v, used in zip(jaxpr.outvars, live_outputs) if used and is_var(v)}
-  equations = []
-  for eqn in reversed(jaxpr.eqns):
-    used = [is_var(v) and v in live for v in eqn.outvars]
-    if not any(used):
-      continue
-    equations.append(eqn)
-    if eqn.primitive.name == "jit":
-      equations += _live_equations(eqn.params["jaxpr"].jaxpr, used)
-    else:
-      for inner in jax.extend.core.jaxprs_in_params(eqn.params):
-        equations += _live_equations(inner, [True] * len(inner.outvars))
-    live.update(filter(is_var, eqn.invars))
-  return equations
-
-
-def _convolutions(traced) -> collections.Counter:
-  """The live convs of a traced function, each as (operand types, params)."""
-  jaxpr = traced.jaxpr.jaxpr
-  return collections.Counter(
-      (tuple(str(v.aval) for v in eqn.invars), str(eqn.params))
-      for eqn in _live_equations(jaxpr, [True] * len(jaxpr.outvars))
-      if eqn.primitive.name == "conv_general_dilated")
-
-
-def _trace(name: str, fn: Callable, x):
-  """The abstract evaluation of _TRACED[name] on fn and x's shape and dtype (no compilation):
-  cached for a reusable fn, so new params add no trace; traced afresh for any other fn."""
-  like = jax.ShapeDtypeStruct(np.shape(x), jnp.result_type(x))
-  if is_reusable(fn):
-    return _REUSABLE[name].trace(fn, like)
-  return jax.jit(functools.partial(_TRACED[name], fn)).trace(like)
-
-
-def inspect_model(fn: Callable, x) -> ModelInfo:
-  """fn's output on inputs like x, from an abstract evaluation."""
-  logits = _trace("logits", fn, x).jaxpr.out_avals[0]
-  return ModelInfo(jax.ShapeDtypeStruct(logits.shape, logits.dtype))
-
-
-def backward_convolves(fn: Callable, x) -> bool:
-  """Whether fn's input gradient at inputs like x computes convolutions that its forward pass
-  does not: the gradient convs XLA:CPU runs slowly inside loops (abstract evaluations only)."""
-  return bool(_convolutions(_trace("gradient", fn, x)) - _convolutions(_trace("logits", fn, x)))
-
-
-def check_model(model: ModelInfo, x, y, y_true, targeted: bool) -> None:
-  """Checks that need the model's output: logits [B, K], and when concrete, labels in [0, K)
-  and targets different from y_true."""
-  logits = model.logits
-  if len(logits.shape) != 2 or logits.shape[0] != np.shape(x)[0] or logits.shape[1] < 2:
-    raise ValueError(f"logits_fn must map a batch of {np.shape(x)[0]} inputs to logits [B, K] "
-                     f"with K >= 2 classes, got shape {logits.shape}.")
-  if not validation.is_concrete(y, y_true):
-    return
-  validation.check_label_values(y, logits.shape[1], "targets y" if targeted else "labels y")
-  if y_true is not None:
-    validation.check_targets(y, y_true, targeted)
-
-
-def resolve_stepping(fast_convs: bool | str, unroll: bool | str, fn: Callable,
-                     x) -> tuple[bool, bool]:
-  """(fast_convs, unroll) resolved for fn on inputs like x. On CPU, "auto" fast_convs is
-  backward_convolves(fn, x), and "auto" unroll is backward_convolves of the function the steps
-  then differentiate, fn or its fast form (XLA:CPU runs gradient convs slowly inside loop
-  bodies, jax-ml/jax#12868; dmr's conv models have none: their convs' input gradients are matrix
-  products, dmr.models.convs). Elsewhere both are False. Each function's gradient is traced at
-  most once."""
-  on_cpu = jax.default_backend() == "cpu"
-  needed = fast_convs == "auto" or (unroll == "auto" and not fast_convs)
-  convolves = on_cpu and needed and backward_convolves(fn, x)
-  if fast_convs == "auto":
-    fast_convs = convolves
-  if unroll == "auto":
-    unroll = convolves if not fast_convs else (
-        on_cpu and backward_convolves(conv_rewrite.with_fast_convs(fn), x))
-  return fast_convs, unroll
-
-
-def resolve_loop(spec: StaticOptions, fn: Callable, x) -> StaticOptions:
-  """spec with fast_convs and unroll resolved for fn on inputs like x (resolve_stepping)."""
-  fast_convs, unroll = resolve_stepping(spec.fast_convs, spec.unroll, fn, x)
-  return dataclasses.replace(spec, fast_convs=fast_convs, unroll=unroll)
 
 
 def pgd(logits_fn: LogitsFn, x: jax.Array, y: jax.Array, *, key: jax.Array, eps: float,
         norm: str = "linf", steps: int = 40, step_size: float | None = None,
         optimizer: str = "sign", restarts: int = 1, init: str = "uniform",
         bounds: Bounds = (0.0, 1.0), loss: str = "ce", targeted: bool = False,
-        early_stop: bool = True, unroll: bool | str = "auto", max_rows: int | None = None,
-        fast_convs: bool | str = "auto",
-        y_true: jax.Array | None = None) -> AttackResult:
+        early_stop: bool = True, y_true: jax.Array | None = None,
+        unroll: bool | str = "auto", max_rows: int | None = None,
+        fast_convs: bool | str = "auto") -> AttackResult:
   """Projected gradient attack within an eps-ball around x, inside the box `bounds`.
 
   Args:
@@ -437,22 +247,25 @@ def pgd(logits_fn: LogitsFn, x: jax.Array, y: jax.Array, *, key: jax.Array, eps:
     early_stop: True: each restart keeps its first successful iterate (evaluation), and the
       loop stops once all have one; False: its highest-loss iterate over all steps (adversarial
       training).
-    unroll: True unrolls the step loop (no early exit; compile time grows with steps), several
-      times faster on XLA:CPU for models whose input gradient convolves (lax.conv_general_dilated
-      autodiffed); False keeps a lax.while_loop (best on GPU/TPU); "auto" (default): True on CPU
-      when the gradient the steps take (after fast_convs) computes convolutions that the
-      forward pass does not, else False.
-    max_rows: None runs all B * restarts rows at once; an int runs the restarts in sequential
-      chunks of at most max_rows rows (at least one restart per chunk) to bound memory. The
-      result is the same.
-    fast_convs: True computes logits_fn's lax.conv_general_dilated convs (2D, undilated,
-      ungrouped; any stride, padding and dimension order) in dmr's forms for the attack's steps
-      (dmr.models.conv_rewrite): values equal up to float rounding, input gradients that are
-      matrix products, several times faster on XLA:CPU and fast inside the lax.while_loop;
-      success is still judged by logits_fn itself. False: never. "auto" (default): on CPU when
-      the input gradient of logits_fn computes convolutions that its forward pass does not.
     y_true: targeted attacks only: the true labels [B]; a target equal to its true label is
       rejected (when concrete).
+
+    unroll, max_rows, fast_convs: how the attack runs, never what it returns (beyond float
+      rounding for fast_convs); the defaults suit CPU, GPU and TPU:
+      unroll: True unrolls the step loop (no early exit; compile time grows with steps),
+        several times faster on XLA:CPU for models whose input gradient convolves
+        (lax.conv_general_dilated autodiffed); False keeps a lax.while_loop (best on GPU/TPU);
+        "auto" (default): True on CPU when the gradient the steps take (after fast_convs)
+        computes convolutions that the forward pass does not, else False.
+      max_rows: None runs all B * restarts rows at once; an int runs the restarts in sequential
+        chunks of at most max_rows rows (at least one restart per chunk) to bound memory.
+      fast_convs: True computes logits_fn's lax.conv_general_dilated convs (2D, undilated,
+        ungrouped; any stride, padding and dimension order) in dmr's forms for the attack's
+        steps (dmr.models.conv_rewrite): values equal up to float rounding, input gradients
+        that are matrix products, several times faster on XLA:CPU and fast inside the
+        lax.while_loop; success is still judged by logits_fn itself. False: never. "auto"
+        (default): on CPU when the input gradient of logits_fn computes convolutions that its
+        forward pass does not.
 
   Returns:
     AttackResult(x_adv [B, ...] in x's dtype, success [B], success_per_restart [R, B],
@@ -461,12 +274,12 @@ def pgd(logits_fn: LogitsFn, x: jax.Array, y: jax.Array, *, key: jax.Array, eps:
     in float32 (computing x_adv - x in float32, any summation order); success[b] holds only if
     a fresh forward pass on x_adv[b] gives finite logits that are fooled.
   """
-  spec = StaticOptions(norm, steps, optimizer, restarts, init, loss, targeted, early_stop,
-                       unroll, max_rows, fast_convs)
-  validate_attack(spec, key, eps, step_size, x, y, bounds, "x", "bounds")
+  spec = StaticOptions(norm, steps, optimizer, restarts, init, loss, targeted, early_stop)
+  execution = _execution.Execution(unroll=unroll, fast_convs=fast_convs, max_rows=max_rows)
+  validate_attack(spec, execution, key, eps, step_size, x, y, bounds, "x", "bounds")
   validation.check_y_true(y_true, y, targeted)
-  model = inspect_model(logits_fn, x)
-  check_model(model, x, y, y_true, targeted)
-  spec = resolve_loop(spec, logits_fn, x)
+  validation.check_model(_execution.inspect_model(logits_fn, x), x, y, y_true, targeted)
+  execution = execution.resolve(logits_fn, x)
   step_size = resolve_step_size(step_size, eps, spec)
-  return run_compiled(attack, (logits_fn,), x, y, key, eps, step_size, bounds, spec=spec)
+  return _execution.run_compiled(attack, (logits_fn,), x, y, key, eps, step_size, bounds,
+                                 spec=spec, execution=execution)

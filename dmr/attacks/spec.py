@@ -16,10 +16,13 @@ from dmr.attacks.projected_gradient import StaticOptions
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class AttackSpec(StaticOptions):
   """Options of `pgd` / `latent_pgd` (see `pgd` for the meaning of each), keyword-only: the
-  compile-time ones of StaticOptions plus the radius and step size, which the attacks take as
-  traced values. On CPU, for models whose input gradient convolves, fast_convs "auto" computes
-  the convs in dmr's forms and unroll "auto" unrolls the step loop if convs remain; max_rows None
-  runs all restarts at once."""
+  algorithm's compile-time ones (StaticOptions), how it runs (unroll, max_rows, fast_convs),
+  and the radius and step size, which the attacks take as traced values. On CPU, for models
+  whose input gradient convolves, fast_convs "auto" computes the convs in dmr's forms and
+  unroll "auto" unrolls the step loop if convs remain; max_rows None runs all restarts at once."""
+  unroll: bool | str = "auto"
+  max_rows: int | None = None
+  fast_convs: bool | str = "auto"
   eps: float
   step_size: float | None = None
 

@@ -3,7 +3,8 @@
 Value checks (eps > 0, finite inputs inside the box, labels in range) run only on concrete
 arrays, eagerly even under an outer trace (a concrete x closed over by a jitted function); values
 that are tracers (under an outer jit or vmap) get only their shapes, dtypes and options checked.
-The entry point of an attack is projected_gradient.validate_attack.
+The entry point of pgd and latent_pgd is projected_gradient.validate_attack, of apgd and
+latent_apgd apgd.validate; check_model runs once the model's output shape is known.
 """
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ def check_host_loop(host_loop, loop: str, *values) -> None:
 
 
 def check_options(spec) -> None:
-  """The static options of an attack (an AttackSpec)."""
+  """The static options of pgd's algorithm (projected_gradient.StaticOptions)."""
   check_choice("norm", spec.norm, projections.NORMS)
   check_choice("optimizer", spec.optimizer, optimizers.OPTIMIZERS)
   check_choice("init", spec.init, starts.INITS)
@@ -62,10 +63,6 @@ def check_options(spec) -> None:
   check_count("restarts", spec.restarts)
   for name in ("targeted", "early_stop"):
     check_flag(name, getattr(spec, name))
-  check_auto_flag("unroll", spec.unroll)
-  check_auto_flag("fast_convs", spec.fast_convs)
-  if spec.max_rows is not None:
-    check_count("max_rows", spec.max_rows)
 
 
 def check_positive(name: str, value) -> None:
@@ -192,3 +189,17 @@ def check_logits(logits, y) -> None:
   if logits.ndim != 2 or logits.shape[0] != y.shape[0] or logits.shape[1] < 2:
     raise ValueError(f"logits_fn must map a batch of {y.shape[0]} inputs to logits [B, K] with "
                      f"K >= 2 classes, got shape {logits.shape}.")
+
+
+def check_model(model, x, y, y_true, targeted: bool) -> None:
+  """Checks that need the model's output (model.logits, a shape and dtype): logits [B, K], and
+  when concrete, labels in [0, K) and targets different from y_true."""
+  logits = model.logits
+  if len(logits.shape) != 2 or logits.shape[0] != np.shape(x)[0] or logits.shape[1] < 2:
+    raise ValueError(f"logits_fn must map a batch of {np.shape(x)[0]} inputs to logits [B, K] "
+                     f"with K >= 2 classes, got shape {logits.shape}.")
+  if not is_concrete(y, y_true):
+    return
+  check_label_values(y, logits.shape[1], "targets y" if targeted else "labels y")
+  if y_true is not None:
+    check_targets(y, y_true, targeted)

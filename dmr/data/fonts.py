@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import itertools
 import os
 import shutil
@@ -200,10 +201,63 @@ def _find_fonts(max_fonts: int | None, font_paths: tuple[str, ...] | None) -> Fo
   return FontSet(tuple(paths), prototypes)
 
 
+@dataclasses.dataclass(frozen=True)
+class FontIdentity:
+  """Which font set a FONTS dataset was rendered from: `count` fonts (F), and `digest`, a SHA-256
+  (hex, first 16 digits) of their file names, families and styles in order."""
+  count: int
+  digest: str
+
+  def as_dict(self) -> dict:
+    return dataclasses.asdict(self)
+
+
+def font_identity(fonts: FontSet) -> FontIdentity:
+  """The identity of a font set: the same on every machine and process with the same font files
+  (file names, not folders, so installation paths do not enter it)."""
+  lines = []
+  for path in fonts.paths:
+    family, style = load_font(path).getname()
+    lines.append(f"{os.path.basename(path)}\t{family or ''}\t{style or ''}")
+  digest = hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
+  return FontIdentity(len(fonts.paths), digest)
+
+
 def layout(num: int, num_fonts: int) -> tuple[np.ndarray, np.ndarray]:
   """(font, class) of rows 0..num-1: int32 [num] each, font (i // 10) % num_fonts, class i % 10."""
   i = np.arange(num)
   return ((i // len(LETTERS)) % num_fonts).astype(np.int32), (i % len(LETTERS)).astype(np.int32)
+
+
+def stratified_rows(num_rows: int, num_fonts: int, num: int, seed: int) -> np.ndarray:
+  """num rows of a split of num_rows rows (`layout`) spread over all its fonts, classes balanced.
+
+  The fonts with a full block of ten letters in the split are put in a random order (numpy
+  stream `seed`); the t-th chosen row shows font order[t % fonts] and class 10 t // num, so
+  every font gets num // fonts or one more rows and every class num // 10 or one more. A
+  repeated (font, class) pair takes that font's next block (row 10 (font + k F) + class).
+  Returns sorted int64 [num] (every row when num == num_rows); raises ValueError when the split
+  holds too few rows.
+  """
+  if num == num_rows:
+    return np.arange(num_rows)
+  fonts = min(num_fonts, num_rows // len(LETTERS))
+  if num < 0 or fonts < 1:
+    raise ValueError(f"need num >= 0 and a split with a full block of {len(LETTERS)} rows, got "
+                     f"num={num}, num_rows={num_rows}")
+  order = np.random.default_rng(seed).permutation(fonts)
+  t = np.arange(num)
+  font, label = order[t % fonts], t * len(LETTERS) // max(num, 1)
+  pair = font * len(LETTERS) + label
+  by_pair = np.argsort(pair, kind="stable")
+  _, starts, counts = np.unique(pair[by_pair], return_index=True, return_counts=True)
+  repeat = np.empty(num, np.int64)
+  repeat[by_pair] = np.arange(num) - np.repeat(starts, counts)  # rank of t among its pair's
+  rows = len(LETTERS) * (font + repeat * num_fonts) + label
+  if num and rows.max() >= num_rows:
+    raise ValueError(f"{num} rows spread over {fonts} fonts need a split of more than "
+                     f"{rows.max()} rows, got {num_rows}; attack fewer test images")
+  return np.sort(rows)
 
 
 def draw_theta(seed: int, stream: int, num: int, theta_range: geometry.ThetaRange) -> np.ndarray:

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from dmr.attacks import lp_norm
-from dmr.attacks.apgd import apgd, checkpoint_schedule, choose_loop
+from dmr.attacks._execution import choose_loop
+from dmr.attacks.apgd import apgd, checkpoint_schedule
 from dmr.attacks.projections import project_l1_box
 
 DIM = 100

@@ -11,7 +11,7 @@ MUTATIONS = [
              "dmr/attacks/apgd.py", "step=jnp.where(halve, s.step / 2.0, s.step)",
              "step=s.step", APGD_TESTS),
     Mutation("apgd_auto_unrolls", "apgd unroll='auto' unrolls conv models on CPU (minutes to "
-             "compile) instead of the host loop", "dmr/attacks/apgd.py",
+             "compile) instead of the host loop", "dmr/attacks/_execution.py",
              'return "host" if eager and unroll_pays else "rolled"',
              'return "unrolled" if unroll_pays else "rolled"', APGD_TESTS),
     Mutation("apgd_output_rounded_past_eps", "APGD iterates clipped and cast, not made exactly "
@@ -44,7 +44,7 @@ MUTATIONS = [
               "tests/attacks/test_guarantees.py")),
     Mutation("stale_weights_reused", "a Partial over a bound method of a model holding params "
              "is compiled once and reused with the weights of the first call",
-             "dmr/attacks/projected_gradient.py", "    owners.append(func.__self__)\n",
+             "dmr/attacks/_execution.py", "    owners.append(func.__self__)\n",
              "    pass\n", ("tests/attacks/test_guarantees.py",)),
     Mutation("evaluate_trusts_claims", "evaluate counts an input as broken when the attack "
              "claims success, without re-verifying its x_adv", "dmr/attacks/evaluate.py",

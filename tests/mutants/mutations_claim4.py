@@ -4,8 +4,10 @@ from mutations import Mutation
 TESTS = ("tests/test_claim4.py",)
 
 MUTATIONS = [
-    Mutation("claim4_config_unvalidated", "the claim4 section is not validated", "dmr/config.py",
-             "  _validate_claim4(c.claim4, train_size)\n", "", TESTS),
+    Mutation("claim4_config_unvalidated", "claim4.training_size is not checked against the "
+             "training set",
+             "dmr/config/__init__.py", "  _validate_claim4_size(c.claim4, train_size)\n", "",
+             TESTS),
     Mutation("claim4_family_ignored_in_records", "a family's record is taken for the sweep's "
              "model of the same variant, N and seed", "dmr/results.py",
              "  return records.ModelKey.of(record) == records.ModelKey.of(key)\n",
@@ -19,7 +21,7 @@ MUTATIONS = [
              "      claim4 = ClassifierSpec(c.classifier.architecture,", TESTS),
     Mutation("claim4_fingerprint_without_section", "the claim4 fields left out of the "
              "fingerprint even when set", "dmr/fingerprint.py",
-             "and flat.get(switch) is None", "", TESTS),
+             "  return flat.get(field.result) is not None", "  return False", TESTS),
     Mutation("cross_check_union_paper_only", "the combined success counts the paper's attack "
              "only", "dmr/robustness.py",
              "  return np.asarray(success, bool) | np.asarray(cross, bool)[:, None]\n",

@@ -9,7 +9,7 @@ MUTATIONS = [
              "jax.linear_transpose(lambda x: im2col_conv(x, jnp.flip(kernel, (0, 1))), x)",
              ("tests/test_convs.py",)),
     Mutation("unroll_counts_dead_convs", "unroll=\"auto\" counts the convs of a backward rule's "
-             "unused kernel gradient", "dmr/attacks/projected_gradient.py",
+             "unused kernel gradient", "dmr/attacks/_execution.py",
              "    if not any(used):\n      continue\n", "",
              ("tests/test_convs.py",)),
     Mutation("fast_conv_output_order", "the rewritten conv's output keeps the input's dimension "
@@ -17,19 +17,19 @@ MUTATIONS = [
              "zip((0, 3, 1, 2), spec.lhs_spec)", ("tests/test_conv_rewrite.py",)),
     Mutation("fast_convs_unused_by_attack", "the attack's steps differentiate the model's own "
              "convs although fast_convs is on", "dmr/attacks/projected_gradient.py",
-             "step_fn = conv_rewrite.with_fast_convs(logits_fn) if spec.fast_convs else logits_fn",
+             "step_fn = execution.stepping_fn(logits_fn)",
              "step_fn = logits_fn", ("tests/test_conv_rewrite.py",)),
     Mutation("fast_convs_loop_not_reinspected", "unroll=\"auto\" judges the model's own convs "
-             "after fast_convs replaced them", "dmr/attacks/projected_gradient.py",
+             "after fast_convs replaced them", "dmr/attacks/_execution.py",
              "on_cpu and backward_convolves(conv_rewrite.with_fast_convs(fn), x))",
              "on_cpu and backward_convolves(fn, x))",
              ("tests/test_conv_rewrite.py",)),
     Mutation("apgd_fast_convs_unused", "APGD's steps differentiate the model's own convs "
              "although fast_convs is on", "dmr/attacks/apgd.py",
-             "return conv_rewrite.with_fast_convs(logits_fn) if spec.fast_convs else logits_fn",
-             "return logits_fn", ("tests/test_conv_rewrite.py",)),
+             "search(execution.stepping_fn(logits_fn), x, y, key, eps, bounds, spec,",
+             "search(logits_fn, x, y, key, eps, bounds, spec,", ("tests/test_conv_rewrite.py",)),
     Mutation("inspect_model_differentiates", "every attack traces the model's input gradient, "
-             "also the gradient-free Square Attack", "dmr/attacks/projected_gradient.py",
+             "also the gradient-free Square Attack", "dmr/attacks/_execution.py",
              '  logits = _trace("logits", fn, x).jaxpr.out_avals[0]',
              '  _trace("gradient", fn, x)\n  logits = _trace("logits", fn, x).jaxpr.out_avals[0]',
              ("tests/attacks/test_square.py",)),
