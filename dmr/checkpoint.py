@@ -13,11 +13,15 @@ import fcntl
 import logging
 import os
 
+import flax.serialization
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
+from dmr import results
 from dmr.errors import UserError
 
+EXPORT_FILE = "inference.msgpack"
 _held: set[str] = set()  # Lock files this process holds (a second flock here would deadlock).
 
 
@@ -62,15 +66,16 @@ class Checkpointer:
     """Saves `state` as `step` in the background; a later save or `close` waits for it."""
     self._manager.save(step, args=ocp.args.StandardSave(state))
 
-  def restore(self, like, step: int | None = None):
-    """The state saved at `step` (default: the latest) with the structure and shardings of `like`.
+  def restore(self, like=None, step: int | None = None):
+    """The state saved at `step` (default: the latest) with the structure and shardings of `like`
+    (None: as saved, a nested dict of arrays).
 
     Returns None when there is no checkpoint; raises CheckpointError when one cannot be read.
     """
     step = self.latest_step() if step is None else step
     if step is None:
       return None
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+    abstract = None if like is None else jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
     try:
       return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
     except Exception as e:  # Orbax raises many types for damaged or incompatible files.
@@ -92,3 +97,32 @@ class Checkpointer:
     if self._lock is not None:
       _held.discard(self._lock.name)
       self._lock.close()  # Closing the file releases the flock.
+
+
+def export(directory: str, params, batch_stats) -> str:
+  """Writes directory/EXPORT_FILE, {"params", "batch_stats"} as host arrays, atomically; returns
+  its path."""
+  path = os.path.join(directory, EXPORT_FILE)
+  weights = jax.tree.map(np.asarray, {"params": params, "batch_stats": batch_stats})
+  data = flax.serialization.msgpack_serialize(weights)
+  results.write_atomic(path, lambda f: f.write(data), binary=True)
+  return path
+
+
+def load_weights(directory: str) -> tuple[dict, dict] | None:
+  """(params, batch_stats) of the finished model in `directory`: from its inference export, else
+  (a folder written before exports existed) from its latest checkpoint; None when it has
+  neither."""
+  path = os.path.join(directory, EXPORT_FILE)
+  if os.path.exists(path):
+    with open(path, "rb") as f:
+      weights = flax.serialization.msgpack_restore(f.read())
+    return weights["params"], weights["batch_stats"]
+  if not os.path.isdir(os.path.join(directory, "checkpoints")):
+    return None
+  ckpt = Checkpointer(os.path.join(directory, "checkpoints"))
+  try:
+    state = ckpt.restore()
+  finally:
+    ckpt.close()
+  return None if state is None else (state["params"], state["batch_stats"])

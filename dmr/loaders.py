@@ -4,8 +4,10 @@
   learned = dmr.load_manifold("runs/fashion-quick")          # the VAE-GANs
   encode_fn, decode_fn = learned.vaes.classes[3].encode_fn, learned.vaes.classes[3].decode_fn
 
-Both read the run's config.json (written by `python -m dmr.main`) and its dataset (for the image
-shape and the classes; the learned manifold also for its training codes).
+Both read the run's config.json (written by `python -m dmr.main`), parsed once into a
+dmr.specs.RunSpec, and its dataset (for the classes; the learned manifold also for its images). A
+classifier loads from the inference export its training wrote (dmr.checkpoint.load_weights; a
+workdir written before exports existed loads from its last checkpoint): no optimizer, no N.
 """
 from __future__ import annotations
 
@@ -15,8 +17,9 @@ import os
 import jax
 import ml_collections
 
-from dmr import data, manifolds, parallel, results
+from dmr import manifolds, parallel, records, results
 from dmr import config as dmr_config
+from dmr.specs import RunSpec
 from dmr.train import classifier
 
 CONFIG_FILE = "config.json"
@@ -34,7 +37,7 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
 
 def _trained(workdir: str) -> list[tuple[str, int, int]]:
   return sorted((r["variant"], r["n"], r["seed"]) for r in results.load(workdir)["records"]
-                if "test_error" in r)
+                if records.is_trained(r))
 
 
 def load_classifier(workdir: str, variant: str, n: int, seed: int,
@@ -45,15 +48,15 @@ def load_classifier(workdir: str, variant: str, n: int, seed: int,
   A jax.tree_util.Partial over the parameters (replicated over `mesh`, default all devices):
   call it, jit it, or pass it to jitted code such as dmr.attacks.pgd.
   """
-  config = load_config(workdir)
+  run = RunSpec.from_config(load_config(workdir))
   trained = _trained(workdir)
   if (variant, n, seed) not in trained:
     listed = ", ".join(f"{v} n={m} seed={s}" for v, m, s in trained) or "none"
     raise FileNotFoundError(f"no finished classifier {variant} n={n} seed={seed} in {workdir}; "
                             f"finished: {listed}.")
-  ds = data.load_configured(config.dataset, config.data)
-  return classifier.load_logits_fn(config, ds, n, classifier.model_dir(workdir, variant, n, seed),
-                                   mesh or parallel.data_mesh())
+  return classifier.load(classifier.model_dir(workdir, variant, n, seed),
+                         run.classifier.architecture, run.load_dataset().num_classes,
+                         mesh or parallel.data_mesh())
 
 
 def load_manifold(workdir: str, kind: str = "learned", mesh=None) -> manifolds.Manifold:
@@ -66,6 +69,6 @@ def load_manifold(workdir: str, kind: str = "learned", mesh=None) -> manifolds.M
   """
   if kind not in dmr_config.MANIFOLDS:
     raise ValueError(f"kind={kind!r}; allowed: {dmr_config.MANIFOLDS}.")
-  config = load_config(workdir)
-  ds = data.load_configured(config.dataset, config.data)
-  return manifolds.load(config, ds, workdir, mesh or parallel.data_mesh(), (kind,))[kind]
+  run = RunSpec.from_config(load_config(workdir))
+  return manifolds.load((kind,), run.load_dataset(), workdir, mesh or parallel.data_mesh(),
+                        run.vaegan, run.distances, run.classifier.train.eval_batch_size)[kind]

@@ -3,7 +3,9 @@ whether it is already finished in the workdir, and an estimate of its steps.
 
   run_plan = plan.make(config, workdir, ds)
   print(plan.describe(run_plan))      # --dry_run
-  plan.check(run_plan, workdir)       # raises dmr.errors.UserError naming what is missing
+  plan.check(run_plan, config, workdir, ds)  # raises dmr.errors.UserError naming what is missing
+
+The config is parsed once, at `make`, into a dmr.specs.RunSpec; `check` reads its stages.
 
 Inputs a unit reads: the data (loaded before the plan, so a missing file stops the run first),
 the VAE-GANs of the learned manifold (from the manifolds stage of this run or the workdir), and
@@ -20,11 +22,11 @@ import tempfile
 import jax
 import ml_collections
 
-from dmr import config as dmr_config
-from dmr import results, robustness
+from dmr import attacks, records, results, robustness
 from dmr.data.dataset import Dataset, num_batches
 from dmr.errors import UserError
 from dmr.manifolds import vaegans
+from dmr.specs import RunSpec, VaeganSpec
 from dmr.train import classifier, variants
 from dmr.train import vaegan as vaegan_training
 
@@ -54,11 +56,10 @@ def _state_bytes(init) -> int:
              if hasattr(a, "dtype"))
 
 
-def _vaegan_units(config, ds: Dataset, workdir: str) -> list[Unit]:
-  v = config.vaegan
-  nets = vaegans.make_nets(config, ds.image_shape)
+def _vaegan_units(v: VaeganSpec, ds: Dataset, workdir: str) -> list[Unit]:
+  nets = vaegans.make_nets(v, ds.image_shape)
   size = _state_bytes(lambda key: vaegan_training.init_state(
-      nets, vaegans.optimizer_and_step(config, nets, vaegans.AGNOSTIC, 1)[0], key,
+      nets, vaegans.optimizer_and_step(v, nets, vaegans.AGNOSTIC, 1)[0], key,
       ds.image_shape))
   units = []
   for name in vaegans.model_names(ds.num_classes):
@@ -78,67 +79,67 @@ def _frozen(key: dict) -> tuple:
   return tuple(sorted(key.items()))
 
 
-def _classifier_units(config, ds: Dataset, workdir: str) -> list[Unit]:
-  """One unit per model of classifier.model_keys, each under its family's architecture and
-  epochs."""
+def _classifier_units(run: RunSpec, ds: Dataset, workdir: str) -> list[Unit]:
+  """One unit per model of run.model_keys, each under its family's architecture and epochs."""
   finished = {_frozen(results.record_key(r)) for r in results.load(workdir)["records"]
-              if "test_error" in r}
+              if records.is_trained(r)}
   units, sizes = [], {}
-  for key in classifier.model_keys(config):
-    c = classifier.family_config(config, key.get("family"))
-    t, kind = c.train, variants.MANIFOLD_OF.get(key["variant"])
-    if c.classifier.architecture not in sizes:
-      sizes[c.classifier.architecture] = _state_bytes(
-          lambda k: classifier.initial_state(c, ds, 1, k)[2])
+  for key in run.model_keys():
+    spec = run.family(key.get("family"))
+    t, kind = spec.train, variants.MANIFOLD_OF.get(key["variant"])
+    if spec.architecture not in sizes:
+      sizes[spec.architecture] = _state_bytes(
+          lambda k: classifier.initial_state(spec, ds, 1, k)[2])
     units.append(Unit("classifiers", classifier.model_name(key),
                       ("data",) + (_needs(kind) if kind else ()), _frozen(key) in finished,
-                      classifier.training_epochs(t, key["n"]) * num_batches(key["n"], t.batch_size),
-                      CHECKPOINTS_ON_DISK * sizes[c.classifier.architecture]))
+                      t.epochs_at(key["n"]) * t.steps_per_epoch(key["n"]),
+                      CHECKPOINTS_ON_DISK * sizes[spec.architecture]))
   return units
 
 
-def _attack_steps(section, num_test: int) -> int:
-  return num_batches(num_test, section.batch_size) * section.steps * section.restarts
+def _attack_steps(spec: attacks.AttackSpec, batch_size: int, num_test: int) -> int:
+  return num_batches(num_test, batch_size) * spec.steps * spec.restarts
 
 
-def _models_to_attack(config, workdir: str) -> list[str]:
+def _models_to_attack(run: RunSpec, workdir: str) -> list[str]:
   """Names of the models the attacks stage will attack: trained ones without success rates,
   in the workdir or trained by this run (claim 4's own family included)."""
-  records = results.load(workdir)["records"]
-  attacked = {_frozen(results.record_key(r)) for r in records if "on_manifold_success" in r}
-  trained = {_frozen(results.record_key(r)) for r in records if "test_error" in r}
-  if "classifiers" in config.stages:
-    trained |= {_frozen(key) for key in classifier.model_keys(config)}
-  keys = sorted((dict(k) for k in trained - attacked if dmr_config.is_attacked(config, dict(k))),
+  recorded = results.load(workdir)["records"]
+  attacked = {_frozen(results.record_key(r)) for r in recorded if records.is_attacked(r)}
+  trained = {_frozen(results.record_key(r)) for r in recorded if records.is_trained(r)}
+  if "classifiers" in run.stages:
+    trained |= {_frozen(key) for key in run.model_keys()}
+  keys = sorted((dict(k) for k in trained - attacked if run.is_attacked(dict(k))),
                 key=results.sort_key)
   return [classifier.model_name(key) for key in keys]
 
 
-def _cross_check_steps(config, num_classes: int) -> int:
-  """Gradient steps (Square: queries) of attack.cross_check per batch, at most: each attack runs
-  on the inputs still unbroken; APGD-T once per target class."""
+def _cross_check_steps(names: tuple[str, ...] | None, num_classes: int) -> int:
+  """Gradient steps (Square: queries) of the cross-check attacks `names` per batch, at most:
+  each attack runs on the inputs still unbroken; APGD-T once per target class."""
   steps = {"apgd-t": min(9, num_classes - 1) * robustness.CROSS_CHECK_STEPS,
            "square": robustness.CROSS_CHECK_QUERIES}
-  return sum(steps.get(name, robustness.CROSS_CHECK_STEPS)
-             for name in config.attack.cross_check or ())
+  return sum(steps.get(name, robustness.CROSS_CHECK_STEPS) for name in names or ())
 
 
-def _attack_units(config, workdir: str, ds: Dataset) -> list[Unit]:
-  a, o = config.attack, config.on_manifold_attack
-  steps = (_attack_steps(a, a.num_test) + _attack_steps(o, o.num_test)
-           + num_batches(a.num_test, a.batch_size) * _cross_check_steps(config, ds.num_classes))
-  inputs = (CLASSIFIER, "data") + _needs(config.manifolds[0])
+def _attack_units(run: RunSpec, workdir: str, ds: Dataset) -> list[Unit]:
+  a = run.attacks
+  steps = (_attack_steps(a.off, a.batch_size, a.num_test)
+           + _attack_steps(a.on, a.on_batch_size, a.on_num_test)
+           + num_batches(a.num_test, a.batch_size) * _cross_check_steps(a.cross_check,
+                                                                        ds.num_classes))
+  inputs = (CLASSIFIER, "data") + _needs(run.manifolds[0])
   return [Unit("attacks", name, inputs, False, steps)
-          for name in _models_to_attack(config, workdir)]
+          for name in _models_to_attack(run, workdir)]
 
 
-def _distance_unit(config, workdir: str) -> Unit:
-  d, a, o = config.distances, config.attack, config.on_manifold_attack
-  kinds = tuple(config.manifolds)
+def _distance_unit(run: RunSpec, workdir: str) -> Unit:
+  d, a = run.distances, run.attacks
+  kinds = run.manifolds
   projections = len(kinds) * 3 * num_batches(d.num_test, a.batch_size) * (
       d.projection_steps * d.projection_restarts)
-  steps = (_attack_steps(a, d.num_test) + len(kinds) * _attack_steps(o, d.num_test)
-           + projections)
+  steps = (_attack_steps(a.off, a.batch_size, d.num_test)
+           + len(kinds) * _attack_steps(a.on, a.on_batch_size, d.num_test) + projections)
   inputs = (CLASSIFIER, "data") + tuple(dict.fromkeys(i for k in kinds for i in _needs(k)))
   return Unit("distances", "distances to " + ", ".join(kinds), inputs,
               "local" in results.load(workdir)["manifold"], steps)
@@ -146,25 +147,26 @@ def _distance_unit(config, workdir: str) -> Unit:
 
 def make(config: ml_collections.ConfigDict, workdir: str, ds: Dataset) -> list[Unit]:
   """Every unit of work of config.stages, in run order."""
+  run = RunSpec.from_config(config)
   build = {
-      "manifolds": lambda: _vaegan_units(config, ds, workdir),
-      "classifiers": lambda: _classifier_units(config, ds, workdir),
-      "attacks": lambda: _attack_units(config, workdir, ds),
-      "distances": lambda: [_distance_unit(config, workdir)],
+      "manifolds": lambda: _vaegan_units(run.vaegan, ds, workdir),
+      "classifiers": lambda: _classifier_units(run, ds, workdir),
+      "attacks": lambda: _attack_units(run, workdir, ds),
+      "distances": lambda: [_distance_unit(run, workdir)],
       "report": lambda: [Unit("report", "report.md", ("results.json",), False, 0)],
   }
-  return [unit for stage in config.stages for unit in build[stage]()]
+  return [unit for stage in run.stages for unit in build[stage]()]
 
 
-def _available(config, workdir: str, ds: Dataset) -> set[str]:
-  """The inputs this run has or will have made before a later stage reads them."""
+def _available(stages: tuple[str, ...], workdir: str, ds: Dataset) -> set[str]:
+  """The inputs a run of `stages` has or will have made before a later stage reads them."""
   have = {"data", "results.json"}
-  if "manifolds" in config.stages or all(
+  if "manifolds" in stages or all(
       vaegans.read_quality(workdir, name) is not None
       for name in vaegans.model_names(ds.num_classes)):
     have.add(VAEGANS)
-  if "classifiers" in config.stages or any(
-      "test_error" in r for r in results.load(workdir)["records"]):
+  if "classifiers" in stages or any(
+      records.is_trained(r) for r in results.load(workdir)["records"]):
     have.add(CLASSIFIER)
   return have
 
@@ -177,9 +179,10 @@ FIX = {
 }
 
 
-def missing_inputs(run_plan: list[Unit], config, workdir: str, ds: Dataset) -> list[str]:
-  """One line per (stage, input) the plan needs but will not have."""
-  have = _available(config, workdir, ds)
+def missing_inputs(run_plan: list[Unit], stages: tuple[str, ...], workdir: str,
+                   ds: Dataset) -> list[str]:
+  """One line per (stage, input) the plan of a run of `stages` needs but will not have."""
+  have = _available(stages, workdir, ds)
   missing = {}
   for unit in run_plan:
     if unit.finished:
@@ -208,11 +211,11 @@ def check_workdir(run_plan: list[Unit], workdir: str) -> None:
                     f"has {free / 1e6:.1f} MB free; free space or choose another --workdir.")
 
 
-def check(run_plan: list[Unit], config, workdir: str, ds: Dataset,
+def check(run_plan: list[Unit], config: ml_collections.ConfigDict, workdir: str, ds: Dataset,
           write_test: bool = True) -> None:
   """Raises UserError, before any work, when an input will be missing or (write_test) the
   workdir cannot take the run's checkpoints."""
-  missing = missing_inputs(run_plan, config, workdir, ds)
+  missing = missing_inputs(run_plan, tuple(config.stages), workdir, ds)
   if missing:
     raise UserError("; ".join(missing) + ".")
   if write_test:

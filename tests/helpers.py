@@ -51,7 +51,7 @@ def final_state(workdir: str, variant: str, n: int, seed: int, config):
   from dmr.train import classifier
   from dmr.data.dataset import num_batches
   from dmr.train import optim, steps
-  model = classifier.make_model(config, 10)
+  model = classifier.make_model(config.classifier.architecture, 10)
   t = config.train
   tx = optim.paper_adam(t.learning_rate, t.lr_decay, num_batches(n, t.batch_size))
   like = steps.init_state(model, tx, jax.random.key(0), (28, 28, 1))

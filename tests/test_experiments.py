@@ -1,13 +1,15 @@
 """The stages' own helpers (the stages themselves run end to end in tests/test_pipeline.py)."""
-from dmr import experiments
+from dmr import experiments, manifolds
+from dmr.specs import RunSpec, VaeganSpec
+from tests.helpers import get_config
 
 
-def test_attack_log_line_gives_each_attack_its_rates_once():
-  fields = {"off_manifold_success": 0.982, "off_manifold_success_any": 0.99,
-            "off_manifold_verified": 412, "on_learned_success": 0.125,
-            "on_learned_success_any": 0.141, "on_learned_verified": 57,
-            "on_manifold_success": 0.125, "on_manifold_success_any": 0.141,
-            "off_manifold_cross_check_success": 0.5, "outcomes": "models/x/outcomes.npz"}
-  assert experiments.success_text(fields) == (
-      "off-manifold 98.2% (any restart 99.0%, 412 verified), off-manifold cross check 50.0%, "
-      "on learned 12.5% (any restart 14.1%, 57 verified)")
+def test_a_stage_hands_the_library_specs_not_the_config(monkeypatch, tmp_path):
+  received = []
+  monkeypatch.setattr(manifolds, "train_all", lambda *args: received.append(args))
+  monkeypatch.setattr(RunSpec, "load_dataset", lambda self: "the dataset")
+  config = get_config("fashion", "smoke")
+  experiments.STAGES["manifolds"](config, str(tmp_path), "the mesh")
+  ((spec, ds, workdir, mesh),) = received
+  assert isinstance(spec, VaeganSpec) and spec == RunSpec.from_config(config).vaegan
+  assert (ds, workdir, mesh) == ("the dataset", str(tmp_path), "the mesh")

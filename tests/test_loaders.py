@@ -1,12 +1,16 @@
 """dmr.load_classifier / dmr.load_manifold: a run's trained models as JAX functions."""
+import os
+import shutil
+
 import jax
 import numpy as np
 import pytest
 
 import dmr
-from dmr import loaders, parallel, results, robustness
+from dmr import checkpoint, loaders, parallel, results, robustness
 from dmr.data import fashion_mnist
-from tests.helpers import CLASSIFIERS_ONLY, run_main
+from dmr.train import classifier, optim, steps
+from tests.helpers import CLASSIFIERS_ONLY, final_state, run_main
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +33,38 @@ def test_a_loaded_classifier_reproduces_its_recorded_test_error(workdir):
   x = ds.x_test[:4]
   np.testing.assert_allclose(jax.jit(lambda f, v: f(v))(logits_fn, x), logits_fn(x), rtol=1e-4,
                              atol=1e-4)
+
+
+def test_the_inference_export_gives_the_trained_models_logits_exactly(workdir, monkeypatch):
+  """The loader reads params and batch_stats from the export alone: no optimizer, no N; its
+  logits equal those of the final checkpointed training state bit for bit, and a model folder
+  written before exports existed (no inference.msgpack) loads the same from its checkpoint."""
+  (record,) = results.load(workdir)["records"]
+  directory = classifier.model_dir(workdir, "normal", record["n"], record["seed"])
+  assert os.path.exists(os.path.join(directory, checkpoint.EXPORT_FILE))
+  state = final_state(workdir, "normal", record["n"], record["seed"], loaders.load_config(workdir))
+  trained = steps.make_logits_fn(classifier.make_model("conv", 10), state.params,
+                                 state.batch_stats)
+  x = fashion_mnist.load().x_test[:16]
+  mesh = jax.sharding.Mesh(np.asarray(jax.devices()[:1]), (parallel.AXIS,))
+
+  def no_optimizer(*args, **kwargs):
+    raise AssertionError("loading for inference built an optimizer")
+
+  monkeypatch.setattr(optim, "paper_adam", no_optimizer)
+  monkeypatch.setattr(checkpoint.Checkpointer, "restore", no_optimizer)  # The export alone.
+  logits_fn = classifier.load(directory, "conv", 10, mesh)
+  np.testing.assert_array_equal(logits_fn(x), trained(x))
+  np.testing.assert_array_equal(dmr.load_classifier(workdir, "normal", record["n"],
+                                                    record["seed"], mesh=mesh)(x), trained(x))
+  monkeypatch.undo()
+  monkeypatch.setattr(optim, "paper_adam", no_optimizer)
+  legacy = os.path.join(os.path.dirname(workdir), "legacy")
+  shutil.copytree(directory, legacy)
+  os.remove(os.path.join(legacy, checkpoint.EXPORT_FILE))
+  np.testing.assert_array_equal(classifier.load(legacy, "conv", 10, mesh)(x), trained(x))
+  with pytest.raises(FileNotFoundError, match="no trained classifier in .*: run the classifiers"):
+    classifier.load(os.path.join(legacy, "missing"), "conv", 10, mesh)
 
 
 def test_an_unknown_model_names_the_finished_ones(workdir):

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from dmr import checkpoint, parallel
+from dmr.specs import RunSpec
 from dmr.manifolds import vaegans
 from dmr.train import classifier, loop, steps
 from dmr.train import vaegan as vaegan_training
@@ -65,20 +66,20 @@ def assert_resume_is_exact(train_step, initial, tmp_path, stop_after: int, resum
 
 
 def test_classifier_resumes_mid_epoch_bit_for_bit(tmp_path):
-  config = get_config("fashion", "smoke")
+  spec = RunSpec.from_config(get_config("fashion", "smoke")).classifier
   x, y = data()
   ds = Dataset("synthetic", x, y, x, y, num_classes=10)
-  model, tx, _ = classifier.initial_state(config, ds, ROWS, jax.random.key(0))
-  initial = lambda: classifier.initial_state(config, ds, ROWS, jax.random.key(1))[2]
+  model, tx, _ = classifier.initial_state(spec, ds, ROWS, jax.random.key(0))
+  initial = lambda: classifier.initial_state(spec, ds, ROWS, jax.random.key(1))[2]
   # Stopped while reading batch 5 of epoch 0: the last checkpoint is step 3, mid-epoch.
   assert_resume_is_exact(steps.make_train_step(model, tx), initial, tmp_path, stop_after=4,
                          resumed_from=3)
 
 
 def test_vaegan_resumes_mid_epoch_bit_for_bit(tmp_path):
-  config = get_config("fashion", "smoke")
-  nets = vaegans.make_nets(config, (28, 28, 1))
-  tx, train_step = vaegans.optimizer_and_step(config, nets, vaegans.AGNOSTIC, ROWS)
+  spec = RunSpec.from_config(get_config("fashion", "smoke")).vaegan
+  nets = vaegans.make_nets(spec, (28, 28, 1))
+  tx, train_step = vaegans.optimizer_and_step(spec, nets, vaegans.AGNOSTIC, ROWS)
   initial = lambda: vaegan_training.init_state(nets, tx, jax.random.key(1), (28, 28, 1))
   # Stopped while reading batch 3 of epoch 1: the last checkpoint is step 6, mid-epoch.
   assert_resume_is_exact(train_step, initial, tmp_path, stop_after=7, resumed_from=6)

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dmr import experiments, parallel, robustness
+from dmr import parallel, records, robustness
 from dmr.manifolds import OnManifold
 
 
@@ -65,11 +65,11 @@ def test_on_manifold_arrays_scatter_the_evaluated_rows():
   on = OnManifold(rows=np.array([1, 4]), x_on=None, x_adv=None, success=None, z=None, z_adv=None)
   outcome = robustness.Outcome(np.array([True, False]), np.array([[True, False], [True, True]]),
                                2, 0)
-  arrays = experiments.on_manifold_arrays("learned", rows, on, outcome)
+  arrays = records.on_arrays("learned", rows, on, outcome)
   np.testing.assert_array_equal(arrays["on_learned_evaluated"], [0, 1, 0, 0, 1, 0])
   np.testing.assert_array_equal(arrays["on_learned_correct"], [0, 1, 0, 0, 0, 0])
   np.testing.assert_array_equal(arrays["on_learned_success"],
                                 [[0, 1, 0, 0, 1, 0], [0, 0, 0, 0, 1, 0]])
-  fields = experiments.counts("on_learned", outcome)
+  fields = records.AttackRates.of(outcome).fields("on_learned")
   assert fields["on_learned_success_per_restart"] == [1, 0]
   assert fields["on_learned_success"] == pytest.approx(1 / 2) and fields["on_learned_verified"] == 2

@@ -1,4 +1,5 @@
 """VAE-GAN: the paper's architecture at both input sizes, its layers, training, resume, stage."""
+import dataclasses
 import json
 import os
 
@@ -10,7 +11,7 @@ import optax
 import pytest
 
 from dmr import config as dmr_config
-from dmr import parallel, results
+from dmr import parallel, results, specs
 from dmr.manifolds import vaegans
 from dmr.data.dataset import Dataset
 from dmr.models import layers, vaegan
@@ -111,21 +112,21 @@ def blob_dataset():
                  blob_images(30, key=3), np.arange(30, dtype=np.int32) % 3, 3)
 
 
-def tiny_config():
+def tiny_spec(**changes) -> specs.VaeganSpec:
   """Tiny nets; 32 images per model in batches of 16, 2 epochs: 4 steps. Every model (and test)
   shares one optimizer and train step, so one compilation."""
   config = get_config("fashion", "smoke")
   config.vaegan.update(TINY, max_train_images=32, batch_size=16, epochs=2,
                        checkpoint_every_steps=2, beta_agnostic=config.vaegan.beta)
-  return config
+  return dataclasses.replace(specs.RunSpec.from_config(config).vaegan, **changes)
 
 
 def tiny_step():
   """(host state, step): step(state, x, y, w, key) runs the train step compiled exactly as
   run_epochs compiles it (same mesh, shardings and donation), so all tests share one program."""
-  config = tiny_config()
-  nets = vaegans.make_nets(config, (28, 28, 1))
-  tx, train_step = vaegans.optimizer_and_step(config, nets, "0", 32)
+  spec = tiny_spec()
+  nets = vaegans.make_nets(spec, (28, 28, 1))
+  tx, train_step = vaegans.optimizer_and_step(spec, nets, "0", 32)
   mesh = parallel.data_mesh()
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
   jitted = jax.jit(train_step, donate_argnums=(0,), out_shardings=(replicated, replicated))
@@ -173,8 +174,8 @@ def test_padding_rows_change_nothing():
 def test_kill_mid_epoch_then_resume_ends_bit_identical(tmp_path, monkeypatch):
   """A run killed after step 3 (its last checkpoint: step 2) and run again equals an
   uninterrupted run: parameters, batch statistics and optimizer state, bit for bit."""
-  config, ds, mesh = tiny_config(), blob_dataset(), parallel.data_mesh()
-  reference = parallel.to_host(vaegans.train_vaegan(config, ds, "1", str(tmp_path / "a"),
+  spec, ds, mesh = tiny_spec(), blob_dataset(), parallel.data_mesh()
+  reference = parallel.to_host(vaegans.train_vaegan(spec, ds, "1", str(tmp_path / "a"),
                                                              mesh))
   check_finite = loop.check_finite
 
@@ -185,9 +186,9 @@ def test_kill_mid_epoch_then_resume_ends_bit_identical(tmp_path, monkeypatch):
 
   monkeypatch.setattr(loop, "check_finite", killed_after_step_3)
   with pytest.raises(KeyboardInterrupt):
-    vaegans.train_vaegan(config, ds, "1", str(tmp_path / "b"), mesh)
+    vaegans.train_vaegan(spec, ds, "1", str(tmp_path / "b"), mesh)
   monkeypatch.setattr(loop, "check_finite", check_finite)
-  resumed = parallel.to_host(vaegans.train_vaegan(config, ds, "1", str(tmp_path / "b"),
+  resumed = parallel.to_host(vaegans.train_vaegan(spec, ds, "1", str(tmp_path / "b"),
                                                            mesh))
   assert int(reference.step) == int(resumed.step) == 4
   jax.tree.map(np.testing.assert_array_equal, reference, resumed)
@@ -197,9 +198,8 @@ def test_kill_mid_epoch_then_resume_ends_bit_identical(tmp_path, monkeypatch):
 
 
 def test_manifolds_stage_trains_measures_skips_and_loads(tmp_path):
-  config, ds, workdir, mesh = tiny_config(), blob_dataset(), str(tmp_path), parallel.data_mesh()
-  config.vaegan.epochs = 1
-  qualities = vaegans.train_all(config, ds, workdir, mesh)
+  spec, ds, workdir, mesh = tiny_spec(epochs=1), blob_dataset(), str(tmp_path), parallel.data_mesh()
+  qualities = vaegans.train_all(spec, ds, workdir, mesh)
   assert sorted(qualities) == ["0", "1", "2", "all"]
   for name, quality in qualities.items():
     directory = vaegans.vaegan_dir(workdir, name)
@@ -216,10 +216,10 @@ def test_manifolds_stage_trains_measures_skips_and_loads(tmp_path):
 
   quality_file = os.path.join(vaegans.vaegan_dir(workdir, "1"), "quality.json")
   stamp = os.path.getmtime(quality_file)
-  assert vaegans.train_all(config, ds, workdir, mesh) == qualities  # Skips, same result.
+  assert vaegans.train_all(spec, ds, workdir, mesh) == qualities  # Skips, same result.
   assert os.path.getmtime(quality_file) == stamp
 
-  manifolds = vaegans.load_vaegans(config, workdir, ds)
+  manifolds = vaegans.load_vaegans(spec, workdir, ds)
   assert len(manifolds.classes) == 3
   call = jax.jit(lambda fn, x: fn(x))  # One compilation for every class.
   x = ds.x_test[:5]
@@ -235,7 +235,7 @@ def test_manifolds_stage_trains_measures_skips_and_loads(tmp_path):
 
 def test_loading_an_untrained_vaegan_says_what_to_run(tmp_path):
   with pytest.raises(FileNotFoundError, match="run the manifolds stage first"):
-    vaegans.load_vaegans(tiny_config(), str(tmp_path), blob_dataset())
+    vaegans.load_vaegans(tiny_spec(), str(tmp_path), blob_dataset())
 
 
 @pytest.mark.parametrize("field, value, message", [

@@ -4,10 +4,12 @@ One VAE-GAN per class and one class-agnostic, each on the FULL training set of i
 first vaegan.max_train_images rows of it, when set). Each lives in workdir/manifolds/<name>/,
 name = the class index ("0", "1", ...) or "all":
   checkpoints/, metrics.jsonl  training (resumable, see dmr.train.loop.run_epochs)
+  inference.msgpack            params and batch_stats, written when training ends (dmr.checkpoint)
   latent_box.npz               lo, hi [d]: per-dimension range of the training codes mu
   samples.png                  test images, their reconstructions dec(mu), prior samples dec(z)
   quality.json                 written last: its presence marks the model finished
-`load_vaegans` gives them to dmr.manifolds.learned.
+`load_vaegans` gives them to dmr.manifolds.learned. This module owns a VAE-GAN's life (train,
+resume, measure, export, load); dmr.train.vaegan holds its losses and training step.
 """
 from __future__ import annotations
 
@@ -19,12 +21,12 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
 from dmr import checkpoint, parallel, results, tensorboard
 from dmr.data.dataset import Dataset, num_batches
 from dmr.models import vaegan as vaegan_models
+from dmr.specs import VaeganSpec
 from dmr.train import loop, optim, steps
 from dmr.train import vaegan as vaegan_training
 
@@ -74,8 +76,7 @@ def class_rows(y: np.ndarray, name: str, limit: int | None = None) -> np.ndarray
   return rows[:limit]
 
 
-def make_nets(config: ml_collections.ConfigDict, image_shape) -> vaegan_models.VAEGAN:
-  v = config.vaegan
+def make_nets(v: VaeganSpec, image_shape) -> vaegan_models.VAEGAN:
   return vaegan_models.make_vaegan(image_shape, v.latent_dim, v.channels,
                                    v.discriminator_channels)
 
@@ -88,8 +89,7 @@ def _optimizer_and_step(nets, beta, gamma, learning_rate, lr_decay, b1, b2, weig
   return tx, vaegan_training.make_train_step(nets, tx, beta, gamma)
 
 
-def optimizer_and_step(config: ml_collections.ConfigDict, nets, name: str, num_examples: int):
-  v = config.vaegan
+def optimizer_and_step(v: VaeganSpec, nets, name: str, num_examples: int):
   beta = v.beta_agnostic if name == AGNOSTIC else v.beta
   return _optimizer_and_step(nets, beta, v.gamma, v.learning_rate, v.lr_decay, v.b1, v.b2,
                              v.weight_decay, num_batches(num_examples, v.batch_size))
@@ -99,25 +99,27 @@ def model_index(name: str, num_classes: int) -> int:
   return num_classes if name == AGNOSTIC else int(name)
 
 
-def train_vaegan(config: ml_collections.ConfigDict, ds: Dataset, name: str, workdir: str,
+def train_vaegan(v: VaeganSpec, ds: Dataset, name: str, workdir: str,
                  mesh) -> steps.TrainState:
-  """Trains (or resumes) the VAE-GAN `name` on its training rows; returns the final state."""
-  v = config.vaegan
+  """Trains (or resumes) the VAE-GAN `name` on its training rows, then writes its inference
+  export; returns the final state."""
   rows = class_rows(ds.y_train, name, v.max_train_images)
-  nets = make_nets(config, ds.image_shape)
-  tx, train_step = optimizer_and_step(config, nets, name, len(rows))
-  key = jax.random.fold_in(jax.random.key(config.seed + config.seeds.model_init),
-                           model_index(name, ds.num_classes))
+  nets = make_nets(v, ds.image_shape)
+  tx, train_step = optimizer_and_step(v, nets, name, len(rows))
+  key = jax.random.fold_in(jax.random.key(v.init_seed), model_index(name, ds.num_classes))
   state = vaegan_training.init_state(nets, tx, key, ds.image_shape)
   directory = vaegan_dir(workdir, name)
-  return loop.run_epochs(
+  state = loop.run_epochs(
       train_step, state, RowSubset(ds.x_train, rows), ds.y_train[rows], epochs=v.epochs,
-      batch_size=v.batch_size, seed=config.seed + config.seeds.data_order,
-      workdir=directory, mesh=mesh,
+      batch_size=v.batch_size, seed=v.order_seed, workdir=directory, mesh=mesh,
       checkpoint_every_steps=v.checkpoint_every_steps, log_every_steps=v.log_every_steps,
       desc=f"VAE-GAN {name}", tensorboard_dir=tensorboard.run_dir(workdir, directory),
       learning_rate=optim.paper_schedule(v.learning_rate, v.lr_decay,
                                          num_batches(len(rows), v.batch_size)))
+  weights = parallel.to_host((state.params, state.batch_stats))  # On every process.
+  if jax.process_index() == 0:
+    checkpoint.export(directory, *weights)
+  return state
 
 
 def mean_pair_distance(x: np.ndarray, seed: int = 0) -> float:
@@ -138,17 +140,17 @@ def summarize(ev: vaegan_training.Evaluation, x: np.ndarray) -> dict:
           "pair_l2": mean_pair_distance(x)}
 
 
-def measure_quality(config: ml_collections.ConfigDict, ds: Dataset, name: str,
-                    state: steps.TrainState, train_codes: np.ndarray, mesh) -> dict:
+def measure_quality(v: VaeganSpec, ds: Dataset, name: str, state: steps.TrainState,
+                    train_codes: np.ndarray, mesh) -> dict:
   """Quality of VAE-GAN `name` on (up to MAX_QUALITY_IMAGES of) its test images (see
   `summarize`), per class for the class-agnostic one; plus the fraction of training codes with
   every |mu_i| <= 2 (the codes the on-manifold attack keeps)."""
-  nets = make_nets(config, ds.image_shape)
+  nets = make_nets(v, ds.image_shape)
   rows = class_rows(ds.y_test, name, MAX_QUALITY_IMAGES)
   x = np.asarray(ds.x_test[rows])
   evaluate = jax.tree_util.Partial(vaegan_training.make_evaluate(nets), state.params,
                                    state.batch_stats)
-  ev = parallel.map_in_batches(evaluate, (x,), config.vaegan.eval_batch_size, mesh)
+  ev = parallel.map_in_batches(evaluate, (x,), v.eval_batch_size, mesh)
   quality = summarize(ev, x)
   quality["train_codes_within_2"] = float(np.mean(within_prior(train_codes)))
   if name == AGNOSTIC:
@@ -177,33 +179,33 @@ def save_grid(path: str, rows: list[np.ndarray], labels: list[str]) -> None:
   fig.savefig(path, dpi=100)
 
 
-def trained_vaegan(config, ds: Dataset, state, box=None) -> "TrainedVAEGAN":
-  """The inference-mode VAE-GAN of a trained state."""
-  variables = {n: {"params": state.params[n], "batch_stats": state.batch_stats[n]}
+def trained_vaegan(nets: vaegan_models.VAEGAN, params: dict, batch_stats: dict,
+                   box=None) -> "TrainedVAEGAN":
+  """The inference-mode VAE-GAN of trained weights (params, batch_stats keyed by network)."""
+  variables = {n: {"params": params[n], "batch_stats": batch_stats[n]}
                for n in ("encoder", "decoder")}
-  return TrainedVAEGAN(make_nets(config, ds.image_shape), variables, box)
+  return TrainedVAEGAN(nets, variables, box)
 
 
-def sample_grid(config, ds: Dataset, name: str, vae: "TrainedVAEGAN", mesh) -> list[np.ndarray]:
+def sample_grid(v: VaeganSpec, ds: Dataset, name: str, vae: "TrainedVAEGAN",
+                mesh) -> list[np.ndarray]:
   """[test images, reconstructions dec(mu), prior samples dec(z ~ N(0, I))], GRID_COLUMNS each."""
   x = np.asarray(ds.x_test[class_rows(ds.y_test, name)[:GRID_COLUMNS]])
-  key = jax.random.fold_in(jax.random.key(config.seed + config.seeds.model_init),
-                           model_index(name, ds.num_classes))
-  z = np.asarray(jax.random.normal(key, (GRID_COLUMNS, config.vaegan.latent_dim)))
+  key = jax.random.fold_in(jax.random.key(v.init_seed), model_index(name, ds.num_classes))
+  z = np.asarray(jax.random.normal(key, (GRID_COLUMNS, v.latent_dim)))
   apply = lambda fn, a: parallel.map_in_batches(fn, (a,), GRID_COLUMNS, mesh)
   return [x, apply(vae.decode_fn, apply(vae.encode_fn, x)), apply(vae.decode_fn, z)]
 
 
-def train_and_measure(config: ml_collections.ConfigDict, ds: Dataset, name: str, workdir: str,
-                      mesh) -> dict:
+def train_and_measure(v: VaeganSpec, ds: Dataset, name: str, workdir: str, mesh) -> dict:
   """Trains (or resumes) VAE-GAN `name`, then writes its latent box, grid and quality."""
-  state = train_vaegan(config, ds, name, workdir, mesh)
-  vae = trained_vaegan(config, ds, state)
-  rows = class_rows(ds.y_train, name, config.vaegan.max_train_images)
+  state = train_vaegan(v, ds, name, workdir, mesh)
+  vae = trained_vaegan(make_nets(v, ds.image_shape), state.params, state.batch_stats)
+  rows = class_rows(ds.y_train, name, v.max_train_images)
   codes = parallel.map_in_batches(vae.encode_fn, (RowSubset(ds.x_train, rows),),
-                                  config.vaegan.eval_batch_size, mesh)
-  quality = measure_quality(config, ds, name, state, codes, mesh)
-  grid = sample_grid(config, ds, name, vae, mesh)  # On every process: the batches are sharded.
+                                  v.eval_batch_size, mesh)
+  quality = measure_quality(v, ds, name, state, codes, mesh)
+  grid = sample_grid(v, ds, name, vae, mesh)  # On every process: the batches are sharded.
   if jax.process_index() == 0:
     directory = vaegan_dir(workdir, name)
     lo, hi = latent_box(codes)
@@ -225,7 +227,7 @@ def read_quality(workdir: str, name: str) -> dict | None:
     return None
 
 
-def train_all(config: ml_collections.ConfigDict, ds: Dataset, workdir: str, mesh) -> dict:
+def train_all(v: VaeganSpec, ds: Dataset, workdir: str, mesh) -> dict:
   """Trains or resumes every VAE-GAN of ds, skipping finished ones; records their quality in
   results.json under manifold.vaegan_quality[name]. Returns that dict."""
   qualities = {}
@@ -234,7 +236,7 @@ def train_all(config: ml_collections.ConfigDict, ds: Dataset, workdir: str, mesh
     if quality is not None:
       logging.info("skip VAE-GAN %s: finished (test L2 %.3f)", name, quality["l2"])
     else:
-      quality = train_and_measure(config, ds, name, workdir, mesh)
+      quality = train_and_measure(v, ds, name, workdir, mesh)
       logging.info("VAE-GAN %s: test L1 %.2f, L2 %.3f (pairs of test images: %.3f), KL %.2f, "
                    "discriminator accuracy %.3f", name, quality["l1"], quality["l2"],
                    quality["pair_l2"], quality["kl"], quality["discriminator_accuracy"])
@@ -269,31 +271,24 @@ class VAEGANs(NamedTuple):
   agnostic: TrainedVAEGAN
 
 
-def load_vaegan(config: ml_collections.ConfigDict, workdir: str, ds: Dataset, name: str,
+def load_vaegan(v: VaeganSpec, workdir: str, ds: Dataset, name: str,
                 mesh=None) -> TrainedVAEGAN:
-  """The finished VAE-GAN `name` ("0", ..., or "all"), its variables replicated over `mesh`
-  (default: all devices)."""
+  """The finished VAE-GAN `name` ("0", ..., or "all"), its weights (dmr.checkpoint.load_weights)
+  replicated over `mesh` (default: all devices)."""
   directory = vaegan_dir(workdir, name)
   if read_quality(workdir, name) is None:
     raise FileNotFoundError(
         f"The VAE-GAN {name!r} in {directory} is not trained yet: run the manifolds stage first "
         f"(--config.stages='(\"manifolds\", ...)') with the same --workdir.")
-  nets = make_nets(config, ds.image_shape)
-  tx, _ = optimizer_and_step(config, nets, name, 1)  # Only the optimizer state's structure.
-  like = vaegan_training.init_state(nets, tx, jax.random.key(0), ds.image_shape)
-  ckpt = checkpoint.Checkpointer(os.path.join(directory, "checkpoints"))
-  try:
-    state = ckpt.restore(parallel.replicate(like, mesh or parallel.data_mesh()))
-  finally:
-    ckpt.close()
+  params, batch_stats = parallel.replicate(checkpoint.load_weights(directory),
+                                           mesh or parallel.data_mesh())
   with np.load(os.path.join(directory, BOX_FILE)) as box:
     bounds = (jnp.asarray(box["lo"]), jnp.asarray(box["hi"]))
-  return trained_vaegan(config, ds, state, bounds)
+  return trained_vaegan(make_nets(v, ds.image_shape), params, batch_stats, bounds)
 
 
-def load_vaegans(config: ml_collections.ConfigDict, workdir: str, ds: Dataset,
-                 mesh=None) -> VAEGANs:
+def load_vaegans(v: VaeganSpec, workdir: str, ds: Dataset, mesh=None) -> VAEGANs:
   """Every finished VAE-GAN of ds (see `load_vaegan`)."""
   return VAEGANs(
-      classes=tuple(load_vaegan(config, workdir, ds, str(k), mesh) for k in range(ds.num_classes)),
-      agnostic=load_vaegan(config, workdir, ds, AGNOSTIC, mesh))
+      classes=tuple(load_vaegan(v, workdir, ds, str(k), mesh) for k in range(ds.num_classes)),
+      agnostic=load_vaegan(v, workdir, ds, AGNOSTIC, mesh))

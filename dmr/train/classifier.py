@@ -1,27 +1,23 @@
-"""One classifier of a run: its model, its paper optimizer, its initial state and its finished
-checkpoint as a pure logits_fn. Each lives in workdir/models/<variant>/n<N>/seed<S>/, or
-workdir/models/<family>/<variant>/n<N>/seed<S>/ for a model family of its own.
-
-Families: the sweep (family None: each of config.variants at its training sizes, under
-config.classifier and config.train) and, when config.claim4.architecture is set, "claim4":
-normal and off_adv at one N under claim 4's own architecture and epochs (`family_config`).
+"""One classifier's life: its model and paper optimizer, its training (resumable), its evaluation
+and record, its inference export and loading it back as a pure logits_fn. Each classifier lives
+in workdir/models/<variant>/n<N>/seed<S>/, or workdir/models/<family>/<variant>/n<N>/seed<S>/ for
+a model family of its own (dmr.specs.CLAIM4):
+  checkpoints/, metrics.jsonl  training (resumable, see dmr.train.loop.run_epochs)
+  inference.msgpack            params and batch_stats, written when training ends (dmr.checkpoint)
+  outcomes.npz                 its per-image outcomes (dmr.outcomes)
 """
 from __future__ import annotations
 
 import os
 
 import jax
-import ml_collections
+import numpy as np
 
-from dmr import checkpoint, parallel, results
-from dmr import config as dmr_config
-from dmr.data.dataset import Dataset, num_batches
+from dmr import checkpoint, outcomes, parallel, records, results, robustness, tensorboard
+from dmr.data.dataset import Dataset
 from dmr.models import classifiers
-from dmr.train import optim, steps
-
-
-CLAIM4 = "claim4"
-CLAIM4_VARIANTS = ("normal", "off_adv")
+from dmr.specs import ClassifierSpec
+from dmr.train import loop, optim, steps, variants
 
 
 def model_dir(workdir: str, variant: str, n: int, seed: int, family: str | None = None) -> str:
@@ -35,77 +31,88 @@ def model_name(key: dict) -> str:
   return f"{family}{key['variant']} n={key['n']} seed={key['seed']}"
 
 
-def claim4_size(config: ml_collections.ConfigDict) -> int:
-  """The N of claim 4's own models: claim4.training_size, else the largest training size."""
-  return config.claim4.training_size or max(config.training_sizes)
+def outcomes_path(key: dict) -> str:
+  """The model's outcomes file relative to the workdir (its record's "outcomes")."""
+  return os.path.relpath(outcomes.path(model_dir("", **key)))
 
 
-def model_keys(config: ml_collections.ConfigDict) -> list[dict]:
-  """results.model_key of every model the classifiers stage trains, in training order: the
-  sweep's, then claim 4's own family when claim4.architecture is set."""
-  seeds = dmr_config.model_seeds(config)
-  keys = [results.model_key(v, n, s) for v in config.variants
-          for n in dmr_config.training_sizes_of(config, v) for s in seeds]
-  if config.claim4.architecture is not None:
-    keys += [results.model_key(v, claim4_size(config), s, CLAIM4) for v in CLAIM4_VARIANTS
-             for s in seeds]
-  return keys
+def make_model(architecture: str, num_classes: int):
+  return classifiers.make_classifier(architecture, num_classes)
 
 
-def family_config(config: ml_collections.ConfigDict,
-                  family: str | None) -> ml_collections.ConfigDict:
-  """The config the models of `family` train and load under: `config` for the sweep (None), a
-  copy with claim 4's architecture and epochs for CLAIM4."""
-  if family is None:
-    return config
-  if family != CLAIM4:
-    raise ValueError(f"family={family!r}; known: None (the sweep), {CLAIM4!r}.")
-  c = config.copy_and_resolve_references()
-  c.classifier.architecture = config.claim4.architecture
-  c.train.epochs = config.claim4.epochs or config.train.epochs
-  return c
-
-
-def training_epochs(train: ml_collections.ConfigDict, n: int) -> int:
-  """Epochs a classifier trains on N images under `train` (a config.train): train.epochs, raised
-  at small N to reach train.min_steps optimizer steps when that is set."""
-  if train.min_steps is None:
-    return train.epochs
-  return max(train.epochs, -(-train.min_steps // num_batches(n, train.batch_size)))
-
-
-def family_fields(config: ml_collections.ConfigDict, family: str | None) -> dict:
-  """Record fields naming how a family's models were trained ({} for the sweep's)."""
-  if family is None:
-    return {}
-  c = family_config(config, family)
-  return {"architecture": c.classifier.architecture,
-          "epochs": training_epochs(c.train, claim4_size(c))}
-
-
-def make_model(config: ml_collections.ConfigDict, num_classes: int):
-  return classifiers.make_classifier(config.classifier.architecture, num_classes)
-
-
-def initial_state(config: ml_collections.ConfigDict, ds: Dataset, n: int, key: jax.Array):
+def initial_state(spec: ClassifierSpec, ds: Dataset, n: int, key: jax.Array):
   """(model, optimizer, state) of a classifier of n training rows before training; optimizer:
-  the paper's Adam (docs/protocol.md#classifier-training), decayed over n / batch_size steps per epoch."""
-  t = config.train
-  tx = optim.paper_adam(t.learning_rate, t.lr_decay, num_batches(n, t.batch_size), t.b1, t.b2,
+  the paper's Adam (docs/protocol.md#classifier-training), decayed over n / batch_size steps per
+  epoch."""
+  t = spec.train
+  tx = optim.paper_adam(t.learning_rate, t.lr_decay, t.steps_per_epoch(n), t.b1, t.b2,
                         t.weight_decay)
-  model = make_model(config, ds.num_classes)
+  model = make_model(spec.architecture, ds.num_classes)
   return model, tx, steps.init_state(model, tx, key, ds.image_shape)
 
 
-def load_logits_fn(config: ml_collections.ConfigDict, ds: Dataset, n: int, directory: str,
-                   mesh) -> jax.tree_util.Partial:
-  """logits_fn of the finished classifier in `directory`, BatchNorm in inference mode."""
-  model, _, like = initial_state(config, ds, n, jax.random.key(0))
-  ckpt = checkpoint.Checkpointer(os.path.join(directory, "checkpoints"))
-  try:
-    state = ckpt.restore(parallel.replicate(like, mesh))
-  finally:
-    ckpt.close()
-  if state is None:
-    raise FileNotFoundError(f"no classifier checkpoint in {directory}: run the classifiers stage.")
-  return steps.make_logits_fn(model, state.params, state.batch_stats)
+def train(spec: ClassifierSpec, ds: Dataset, key: dict, workdir: str, mesh, *, init_seed: int,
+          order_seed: int, second_half: tuple = (None, None)) -> steps.TrainState:
+  """Trains (or resumes, or loads when finished) the classifier `key` (results.model_key) on the
+  first key["n"] training rows, the second half of each batch from second_half (its
+  (second_half, aux), dmr.train.variants); then writes its inference export."""
+  t, n, directory = spec.train, key["n"], model_dir(workdir, **key)
+  model, tx, state = initial_state(spec, ds, n, jax.random.key(init_seed))
+  half, aux = second_half
+  train_step = steps.make_train_step(model, tx, half, half=t.batch_size // 2)
+  subset = ds.first_n(n)
+  state = loop.run_epochs(
+      train_step, state, subset.x_train, subset.y_train, epochs=t.epochs_at(n),
+      batch_size=t.batch_size, seed=order_seed, workdir=directory, mesh=mesh,
+      checkpoint_every_steps=t.checkpoint_every_steps, log_every_steps=t.log_every_steps,
+      desc=model_name(key), aux=aux, tensorboard_dir=tensorboard.run_dir(workdir, directory),
+      learning_rate=optim.paper_schedule(t.learning_rate, t.lr_decay, t.steps_per_epoch(n)))
+  weights = parallel.to_host((state.params, state.batch_stats))  # On every process.
+  if jax.process_index() == 0:
+    checkpoint.export(directory, *weights)
+  return state
+
+
+def state_logits_fn(spec: ClassifierSpec, num_classes: int,
+                    state: steps.TrainState) -> jax.tree_util.Partial:
+  return steps.make_logits_fn(make_model(spec.architecture, num_classes), state.params,
+                              state.batch_stats)
+
+
+def evaluate(spec: ClassifierSpec, ds: Dataset, n: int, state: steps.TrainState, mesh, *,
+             order_seed: int, second_half: tuple = (None, None)) -> tuple[np.ndarray, dict]:
+  """(test_correct [T], record fields) of a trained classifier: its test error, BatchNorm in
+  inference mode, and with a second half its training attack's strength against its final
+  parameters on the second halves of its first training batches
+  (dmr.train.variants.training_attack_strength)."""
+  logits_fn = state_logits_fn(spec, ds.num_classes, state)
+  correct = robustness.predict(logits_fn, ds.x_test, spec.train.eval_batch_size, mesh) == ds.y_test
+  fields = {records.TEST_ERROR: float(1.0 - np.mean(correct))}
+  half, aux = second_half
+  if half is not None:
+    subset = ds.first_n(n)
+    fields.update(variants.training_attack_strength(
+        half, logits_fn, subset.x_train, subset.y_train, aux, jax.random.key(order_seed),
+        spec.train.batch_size))
+  return correct, fields
+
+
+def record(workdir: str, key: dict, step: int, correct: np.ndarray, fields: dict,
+           extra: dict) -> None:
+  """Saves the test outcomes of classifier `key`, logs the training attack's strength (fields
+  beyond test_error) in its metrics.jsonl, and records fields and `extra` in results.json."""
+  directory = model_dir(workdir, **key)
+  outcomes.save(directory, test_correct=correct)
+  if len(fields) > 1:
+    loop.append_metrics(os.path.join(directory, "metrics.jsonl"), {"step": step, **fields})
+  results.update_record(workdir, **key, outcomes=outcomes_path(key), **extra, **fields)
+
+
+def load(directory: str, architecture: str, num_classes: int, mesh) -> jax.tree_util.Partial:
+  """logits_fn of the finished classifier in `directory`, BatchNorm in inference mode, its
+  weights (dmr.checkpoint.load_weights) replicated over `mesh`."""
+  weights = checkpoint.load_weights(directory)
+  if weights is None:
+    raise FileNotFoundError(f"no trained classifier in {directory}: run the classifiers stage.")
+  params, batch_stats = parallel.replicate(weights, mesh)
+  return steps.make_logits_fn(make_model(architecture, num_classes), params, batch_stats)

@@ -14,11 +14,11 @@ MUTATIONS = [
              "  return records.ModelKey.of(record).order[1:] == records.ModelKey.of(key).order[1:]\n",
              TESTS),
     Mutation("claim4_no_family_models", "claim4.architecture set but no claim-4 models planned "
-             "or trained", "dmr/train/classifier.py",
-             "  if config.claim4.architecture is not None:\n", "  if False:\n", TESTS),
+             "or trained", "dmr/specs.py",
+             "    if self.claim4 is not None:\n", "    if False:\n", TESTS),
     Mutation("claim4_sweep_architecture", "claim-4 models built with the sweep's architecture",
-             "dmr/train/classifier.py",
-             "  c.classifier.architecture = config.claim4.architecture\n", "", TESTS),
+             "dmr/specs.py", "      claim4 = ClassifierSpec(c.claim4.architecture,",
+             "      claim4 = ClassifierSpec(c.classifier.architecture,", TESTS),
     Mutation("claim4_fingerprint_without_section", "the claim4 fields left out of the "
              "fingerprint even when set", "dmr/fingerprint.py",
              "  return flat.get(field.result) is not None", "  return False", TESTS),
@@ -26,7 +26,7 @@ MUTATIONS = [
              "only", "dmr/robustness.py",
              "  return np.asarray(success, bool) | np.asarray(cross, bool)[:, None]\n",
              "  return np.asarray(success, bool)\n", TESTS),
-    Mutation("cross_check_never_run", "attack.cross_check set but not run", "dmr/experiments.py",
+    Mutation("cross_check_never_run", "attack.cross_check set but not run", "dmr/attacking.py",
              "  if a.cross_check:\n", "  if False:\n", TESTS),
     Mutation("cross_check_report_reads_paper_attack", "the report's off-manifold intervals "
              "ignore the union with the cross-check", "dmr/records.py",
@@ -44,6 +44,6 @@ MUTATIONS = [
              "model", "dmr/experiments.py", '             and "family" not in r]', "]", TESTS),
     Mutation("claim4_report_stage_examples_of_family", "the report stage looks for claim 1's "
              "model's examples when only a family was attacked", "dmr/experiments.py",
-             '  if any("on_manifold_success" in r and "family" not in r\n',
-             '  if any("on_manifold_success" in r\n', TESTS),
+             '  if any(records.is_attacked(r) and "family" not in r\n',
+             '  if any(records.is_attacked(r)\n', TESTS),
 ]

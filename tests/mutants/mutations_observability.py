@@ -19,11 +19,11 @@ MUTATIONS = [
              "    if True:\n      import tensorboardX", ("tests/test_tensorboard.py",)),
     Mutation("loader_untrained", "load_classifier returns the untrained model",
              "dmr/loaders.py",
-             "  return classifier.load_logits_fn(config, ds, n, "
-             "classifier.model_dir(workdir, variant, n, seed),\n"
-             "                                   mesh or parallel.data_mesh())",
-             "  model, _, like = classifier.initial_state(config, ds, n, jax.random.key(0))\n"
+             "  return classifier.load(classifier.model_dir(workdir, variant, n, seed),",
+             "  ds = run.load_dataset()\n"
+             "  model, _, like = classifier.initial_state(run.classifier, ds, n, jax.random.key(0))\n"
              "  from dmr.train import steps\n"
-             "  return steps.make_logits_fn(model, like.params, like.batch_stats)",
+             "  return steps.make_logits_fn(model, like.params, like.batch_stats)\n"
+             "  return classifier.load(classifier.model_dir(workdir, variant, n, seed),",
              ("tests/test_loaders.py",)),
 ]

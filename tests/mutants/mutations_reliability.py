@@ -32,7 +32,7 @@ MUTATIONS = [
              "dmr/main.py", "report.written_claims(workdir) or []:", "[]:",
              ("tests/test_main.py::test_summary_prints_the_verdicts_the_report_stage_wrote",)),
     Mutation("plan_assumes_vaegans", "a run that needs missing VAE-GANs starts anyway",
-             "dmr/plan.py", 'if "manifolds" in config.stages or all(', "if True or all(",
+             "dmr/plan.py", 'if "manifolds" in stages or all(', "if True or all(",
              ("tests/test_main.py::test_a_run_that_cannot_finish_is_refused_before_any_work",)),
     Mutation("user_error_traceback", "user errors end in a traceback", "dmr/main.py",
              "    if user_error is None:\n      raise\n", "    raise\n",
