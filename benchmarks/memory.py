@@ -30,6 +30,7 @@ import jax.numpy as jnp  # noqa: E402
 
 from dmr import attacks  # noqa: E402
 from dmr import config as dmr_config  # noqa: E402
+from dmr import specs  # noqa: E402
 from dmr.data import fonts  # noqa: E402
 from dmr.data.dataset import num_batches  # noqa: E402
 from dmr.manifolds import vaegans  # noqa: E402
@@ -65,22 +66,21 @@ def batch_args(batch: int, image_shape) -> tuple:
   return (abstract((batch,) + image_shape), abstract((batch,), jnp.int32), abstract((batch,)), KEY)
 
 
-def classifier_programs(c, image_shape, num_classes, prefix: str) -> list[tuple]:
+def classifier_programs(run: specs.RunSpec, spec: specs.ClassifierSpec, image_shape,
+                        num_classes, prefix: str) -> list[tuple]:
   """(name, rows, jitted fn, abstract args) of a classifier family's train steps and attack."""
-  t, a = c.train, c.attack
-  model = classifier.make_model(c, num_classes)
-  tx = optim.paper_adam(t.learning_rate, t.lr_decay,
-                        num_batches(max(c.training_sizes), t.batch_size), t.b1, t.b2,
-                        t.weight_decay)
+  t, a = spec.train, run.attacks
+  model = classifier.make_model(spec.architecture, num_classes)
+  largest = max(n for _, sizes in run.sizes_of for n in sizes)
+  tx = optim.paper_adam(t.learning_rate, t.lr_decay, num_batches(largest, t.batch_size), t.b1,
+                        t.b2, t.weight_decay)
   state = jax.eval_shape(lambda key: steps.init_state(model, tx, key, image_shape), KEY)
   batch = batch_args(t.batch_size, image_shape)
-  off_adv = variants.off_manifold(dmr_config.attack_spec(c.adversarial_training,
-                                                         c.adversarial_training.off_eps))
-  spec = dmr_config.attack_spec(a)
+  off_adv = variants.off_manifold(a.training_off)
 
   def attack(params, batch_stats, x, y, key):
     logits_fn = steps.make_logits_fn(model, params, batch_stats)
-    r = attacks.pgd(logits_fn, x, y, key=key, bounds=(0.0, 1.0), **spec.options())
+    r = attacks.pgd(logits_fn, x, y, key=key, bounds=(0.0, 1.0), **a.off.options())
     return r.x_adv, r.success_per_restart.T
 
   train = lambda half: jax.jit(steps.make_train_step(model, tx, half, half=t.batch_size // 2),
@@ -89,16 +89,16 @@ def classifier_programs(c, image_shape, num_classes, prefix: str) -> list[tuple]
   return [
       (f"{prefix}train normal", str(t.batch_size), train(None), (state, *batch)),
       (f"{prefix}train off_adv", f"{t.batch_size} ({t.batch_size // 2} x "
-       f"{c.adversarial_training.steps} steps)", train(off_adv), (state, *batch)),
-      (f"{prefix}attack ({a.optimizer}, {a.steps} steps)", f"{a.batch_size}x{a.restarts}",
+       f"{a.training_off.steps} steps)", train(off_adv), (state, *batch)),
+      (f"{prefix}attack ({a.off.optimizer}, {a.off.steps} steps)",
+       f"{a.batch_size}x{a.off.restarts}",
        jax.jit(attack), (state.params, state.batch_stats, abstract(images),
                          abstract(images[:1], jnp.int32), KEY)),
   ]
 
 
-def vaegan_program(c, image_shape) -> tuple:
-  v = c.vaegan
-  nets = vaegans.make_nets(c, image_shape)
+def vaegan_program(v: specs.VaeganSpec, image_shape) -> tuple:
+  nets = vaegans.make_nets(v, image_shape)
   tx = optim.paper_adam(v.learning_rate, v.lr_decay, 1, v.b1, v.b2, v.weight_decay)
   state = jax.eval_shape(lambda key: vaegan_training.init_state(nets, tx, key, image_shape), KEY)
   step = vaegan_training.make_train_step(nets, tx, v.beta, v.gamma)
@@ -109,13 +109,13 @@ def vaegan_program(c, image_shape) -> tuple:
 def programs(c) -> list[tuple]:
   """(name, rows, jitted fn, abstract args) of every program the module docstring lists."""
   image_shape, num_classes = SHAPES[c.dataset]
-  found = classifier_programs(c, image_shape, num_classes, "")
-  if c.claim4.architecture is not None:
-    family = classifier.family_config(c, classifier.CLAIM4)
-    found += classifier_programs(family, image_shape, num_classes,
-                                 f"claim4 {c.claim4.architecture} ")
-  if "learned" in c.manifolds:
-    found.append(vaegan_program(c, image_shape))
+  run = specs.RunSpec.from_config(c)
+  found = classifier_programs(run, run.classifier, image_shape, num_classes, "")
+  if run.claim4 is not None:
+    found += classifier_programs(run, run.claim4, image_shape, num_classes,
+                                 f"claim4 {run.claim4.architecture} ")
+  if "learned" in run.manifolds:
+    found.append(vaegan_program(run.vaegan, image_shape))
   return found
 
 

@@ -12,7 +12,7 @@ import ml_collections
 import pytest
 
 from dmr import config as dmr_config
-from dmr import fingerprint, plan, results
+from dmr import fingerprint, plan, results, specs
 from dmr.config import command_line
 from dmr.config.fields import FIELDS
 from dmr.errors import UserError
@@ -148,11 +148,11 @@ def test_min_steps_raises_epochs_at_small_n_only(tmp_path):
   c.train.epochs, c.train.batch_size = 10, 100
   before = fingerprint.result_fields(c)
   assert "train.min_steps" not in before  # Off: workdirs made before the field keep their digest.
-  assert [classifier.training_epochs(c.train, n) for n in (250, 2000)] == [10, 10]
+  assert [specs.RunSpec.from_config(c).classifier.train.epochs_at(n) for n in (250, 2000)] == [10, 10]
   c.train.min_steps = 120
   dmr_config.validate(c)
   # 250 images are 3 batches per epoch: 40 epochs reach 120 steps; 2000 images reach 200 in 10.
-  assert [classifier.training_epochs(c.train, n) for n in (250, 1000, 2000)] == [40, 12, 10]
+  assert [specs.RunSpec.from_config(c).classifier.train.epochs_at(n) for n in (250, 1000, 2000)] == [40, 12, 10]
   assert fingerprint.result_fields(c)["train.min_steps"] == 120
   c.variants, c.training_sizes, c.stages = ("normal",), (250, 2000), ("classifiers",)
   ds = types.SimpleNamespace(num_classes=10, image_shape=(28, 28, 1))
@@ -175,7 +175,7 @@ def test_variant_training_sizes_narrow_the_n_of_one_variant(tmp_path):
   assert fingerprint.result_fields(c) == before  # Which models are trained, not how.
   assert dmr_config.training_sizes_of(c, "on_adv_learned") == (250,)
   assert dmr_config.training_sizes_of(c, "normal") == (250, 8000)
-  assert [(k["variant"], k["n"]) for k in classifier.model_keys(c)] == [
+  assert [(k["variant"], k["n"]) for k in specs.RunSpec.from_config(c).model_keys()] == [
       ("normal", 250), ("normal", 8000), ("on_adv_learned", 250)]
   c.stages = ("classifiers",)
   ds = types.SimpleNamespace(num_classes=10, image_shape=(28, 28, 1))

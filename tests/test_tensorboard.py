@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
-from dmr import parallel, progress, tensorboard
+from dmr import parallel, progress, specs, tensorboard
 from dmr.data.dataset import Dataset, num_batches
 from dmr.models import vaegan as vaegan_models
 from dmr.train import classifier, loop, optim, steps
@@ -44,7 +44,8 @@ def smoke():
                y_train=rng.integers(0, 10, N).astype(np.int32),
                x_test=rng.uniform(size=(8, 28, 28, 1)).astype(np.float32),
                y_test=rng.integers(0, 10, 8).astype(np.int32), num_classes=10)
-  model, tx, state = classifier.initial_state(config, ds, N, jax.random.key(0))
+  model, tx, state = classifier.initial_state(specs.RunSpec.from_config(config).classifier, ds, N,
+                                              jax.random.key(0))
   # On the host: run_epochs donates the device copy it trains.
   return config, ds, jax.device_get(state), steps.make_train_step(model, tx)
 
