@@ -285,8 +285,7 @@ def _claim1_residual(group: Group, kind: str, chance: float) -> Claim:
                  ("on-manifold perturbations", on)) if m]
   evidence = (f"{residual_text(regular)} of the regular perturbations leaving the {kind} "
               "manifold (projection-based: the residual change over the perturbation's squared "
-              "norm, which projection error enters, so not a share; this run has no tangent-"
-              "space share)"
+              "norm; projection error enters it, so it is not a share)"
               + (f" ({'; '.join(references)})" if references else "")
               + _distance_text(d)
               + (_fit_text(d) if tangent else "")
