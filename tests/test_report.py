@@ -158,6 +158,101 @@ def test_claim1_share_outside_its_range_is_explained_not_judged_in_old_records(t
           "error") in text
 
 
+def tangent_parts(rng, images, share, dims=784, k=6):
+  """Per image: (normal_sq, perturbation_sq) of perturbations against a known tangent space
+  (the span of a random orthonormal [dims, k] basis): each perturbation has a part along the
+  space and one orthogonal to it, scaled so that a share `share` of its squared norm is
+  orthogonal on average (per image within about a fifth of the distance to 0 or 1);
+  normal_sq is measured by projecting on the basis."""
+  basis, _ = np.linalg.qr(rng.standard_normal((dims, k)))
+  along = rng.standard_normal((images, k)) @ basis.T
+  off = rng.standard_normal((images, dims))
+  off -= off @ basis @ basis.T
+  along /= np.linalg.norm(along, axis=1, keepdims=True)
+  off /= np.linalg.norm(off, axis=1, keepdims=True)
+  weight = np.clip(share + 0.2 * min(share, 1 - share) * rng.standard_normal(images), 0, 1)
+  delta = np.sqrt(1 - weight)[:, None] * along + np.sqrt(weight)[:, None] * off
+  delta *= rng.uniform(0.5, 1.5, (images, 1))
+  normal = delta - delta @ basis @ basis.T
+  return np.sum(normal**2, axis=1), np.sum(delta**2, axis=1)
+
+
+def add_tangent_shares(workdir, share, on_share, *, random_share=None, kind="learned", images=300,
+                       seeds=1, seed=0):
+  """The true shares of claim 1 (distances/outcomes.npz: <kind>_[random_|on_]tangent_normal_sq
+  and _perturbation_sq) of `seeds` models of the reference setting, images concatenated; a
+  random direction's parts are those of a Gaussian direction (share 1 - 6/784 expected)."""
+  rng = np.random.default_rng(seed)
+  arrays = {}
+  for ref, s in (("", share), ("on_", on_share)):
+    normal, total = tangent_parts(rng, images * seeds, s)
+    arrays[f"{kind}_{ref}tangent_normal_sq"], arrays[f"{kind}_{ref}tangent_perturbation_sq"] = (
+        normal.astype(np.float32), total.astype(np.float32))
+  normal, total = (tangent_parts(rng, images * seeds, random_share) if random_share is not None
+                   else _random_parts(rng, images * seeds))
+  arrays[f"{kind}_random_tangent_normal_sq"] = normal.astype(np.float32)
+  arrays[f"{kind}_random_tangent_perturbation_sq"] = total.astype(np.float32)
+  outcomes.save(os.path.join(workdir, "distances"), **arrays)
+  results.update_manifold(workdir, models=[results.model_key("normal", 2000, s)
+                                           for s in range(seeds)])
+  return arrays
+
+
+def _random_parts(rng, images, dims=784, k=6):
+  basis, _ = np.linalg.qr(rng.standard_normal((dims, k)))
+  delta = rng.standard_normal((images, dims))
+  normal = delta - delta @ basis @ basis.T
+  return np.sum(normal**2, axis=1), np.sum(delta**2, axis=1)
+
+
+@pytest.mark.parametrize("share, on_share, random_share, images, status, reason", [
+    (0.992, 0.1, None, 300, stats.HELD, ""),            # as orthogonal as a random direction
+    (0.992, 0.9, None, 300, stats.NOT_HELD, ""),        # not 25 points above on-manifold's
+    (0.7, 0.1, None, 300, stats.NOT_HELD, ""),          # below a random direction's
+    (0.9, 0.6, 0.9, 2, stats.INCONCLUSIVE, "not 25.0 points clear"),
+])
+def test_claim1_true_share_against_the_random_direction_and_on_manifold_perturbations(
+    tmp_path, share, on_share, random_share, images, status, reason):
+  add_model(tmp_path, "normal", 2000, 0, 0.15)
+  add_distances(tmp_path, 1.06, 0.16, tangent=0.05)  # the projection-based ratios: secondary
+  arrays = add_tangent_shares(tmp_path, share, on_share, random_share=random_share,
+                              images=images, seeds=3)
+  c = claims(tmp_path)[1]
+  assert (c["verdict"], reason in c["reason"]) == (status, True), c
+  ratio = (arrays["learned_tangent_normal_sq"].sum()
+           / arrays["learned_tangent_perturbation_sq"].sum())
+  assert c["interval"]["estimate"] == pytest.approx(ratio, rel=1e-6)
+  assert 0 <= c["interval"]["lo"] <= c["interval"]["hi"] <= 1
+  assert f"{100 * ratio:.1f}% [" in c["evidence"]
+  assert "is orthogonal to the learned manifold's tangent space, over the 3 models of normal " \
+         "N=2000" in c["evidence"]
+  assert "the projection-based residual ratio, not judged: residual ratio 1.06" in c["evidence"]
+  if random_share is None:  # a Gaussian direction: 1 - k / D
+    random = (arrays["learned_random_tangent_normal_sq"].sum()
+              / arrays["learned_random_tangent_perturbation_sq"].sum())
+    assert random == pytest.approx(1 - 6 / 784, abs=0.002)
+    assert f"random directions: {100 * random:.1f}% [" in c["evidence"]
+
+
+def test_fonts_smoke_run_with_tangent_arrays_prints_only_true_shares(tmp_path):
+  """The real FONTS smoke run with the true shares added (known geometry): claim 1 reads them,
+  every share printed lies in [0, 100%], the projection-based figures are residual ratios."""
+  import re
+  import shutil
+  workdir = tmp_path / "run"
+  shutil.copytree(os.path.join(DATA, "smoke-fonts"), workdir)
+  add_tangent_shares(workdir, 0.99, 0.1, kind="true", images=4)
+  text = open(report.write_report(str(workdir), "fonts", out=str(tmp_path / "out"))).read()
+  c = {c["claim"]: c for c in json.load(open(tmp_path / "out" / "claims.json"))["groups"][0][
+      "claims"]}[1]
+  assert c["reason"] == "models near chance (test error 90%): normal N=200 (89.5% [84.5, 93.0])"
+  assert c["interval_text"].startswith("share ") and "random directions " in c["interval_text"]
+  assert "the projection-based residual ratio, not judged: residual ratio 1.419 [" in (
+      c["evidence"])
+  shares = [float(x) for x in re.findall(r"(-?[\d.]+)% \[", text + c["evidence"])]
+  assert shares and all(0 <= x <= 100 for x in shares)
+
+
 def test_claim1_near_chance_reference_model(tmp_path):
   add_model(tmp_path, "normal", 2000, 0, 0.88)
   add_distances(tmp_path, 0.85, 0.2)
@@ -490,6 +585,9 @@ def test_report_of_a_fashion_smoke_run_gives_its_verdicts_and_numbers(tmp_path):
   assert (group["fingerprint"], group["models"]) == ("1bc8b8566409", 3)
   assert [c["verdict"] for c in got.values()] == [stats.INCONCLUSIVE] * 3 + [stats.NOT_MEASURED]
   assert got[1]["interval"]["estimate"] == pytest.approx(1.011964, abs=1e-6)
+  # A ratio above 1 is printed as a residual ratio, never as a share above 100%.
+  assert got[1]["interval_text"].startswith("residual ratio 1.012 [")
+  assert "101.2%" not in text and "101.2%" not in got[1]["evidence"]
   assert got[1]["reason"].startswith("manifold fit too coarse: a direction along the manifold "
                                      "has the residual ratio 0.836 [0.820, 0.852]")
   assert got[2]["reason"] == "the 95% interval of the on-manifold success [0, 0.434] contains 0.05"
