@@ -1,6 +1,7 @@
 """Claim verdicts on synthetic workdirs whose truth is known: every branch of every claim (held,
 not held, inconclusive for each reason, not measured), the report's summary and ranges, and
 merged workdirs giving the verdicts of one run with all models."""
+import dataclasses
 import json
 import os
 
@@ -348,6 +349,78 @@ def test_claim3_without_any_effect_is_inconclusive(tmp_path):
                                 "correction across the 2 sizes (smallest adjusted p 1, at N=")
   assert c["settle"].startswith("more models per setting: --config.models_per_size=")
   assert int(c["settle"].split("=")[1].split()[0]) > 3  # more than the three it has
+
+
+def error_model(variant, n, seed, rate, rng, extra=None):
+  """An in-memory model misclassifying a random share `rate` of TEST images."""
+  wrong = flags(rate, TEST, rng)
+  return report.Model({"variant": variant, "n": n, "seed": seed, "test_error": rate,
+                       **(extra or {})}, {"test_correct": ~wrong})
+
+
+def holm_group(gain):
+  """3 seeds of normal and on_adv_learned at N=500 (on_adv lowers test error by `gain`) and at
+  N=2000 (no change); the seeds' test errors 1 point apart."""
+  group = report.Group("f")
+  for n, base, change in ((500, 0.3, gain), (2000, 0.15, 0.0)):
+    for s in range(3):
+      rng = np.random.default_rng(100 * n + s)
+      group.models.append(error_model("normal", n, s, base + 0.01 * (s - 1), rng))
+      group.models.append(error_model("on_adv_learned", n, s,
+                                      base - change + 0.01 * ((s + 1) % 3 - 1), rng))
+  return group
+
+
+@pytest.mark.parametrize("gain, status", [(0.025, stats.INCONCLUSIVE), (0.03, stats.HELD)])
+def test_claim3_is_judged_with_holm_across_the_sizes(gain, status):
+  """Two sizes: N=500's change alone would be significant at 5% (p = 0.032), but not after
+  Holm's correction (adjusted p = 2 x 0.032); at a gain of 3 points it is (p = 0.010)."""
+  group = holm_group(gain)
+  normal = report.pooling.by_setting(group.models, "normal")
+  on = report.pooling.by_setting(group.models, "on_adv_learned")
+  gaps = {n: report.measures.difference(normal[n], on[n], "test_error", True) for n in normal}
+  p = {n: g.interval.p_value() for n, g in gaps.items()}
+  assert p[500] < 0.05 and p[2000] > 0.9
+  assert gaps[500].value == pytest.approx(-gain, abs=1e-9)
+  c = report_claims.claim3(group, 0.9)
+  assert c.verdict.status == status, c
+  adjusted = stats.holm_adjusted([p[500], p[2000]])
+  assert f"adjusted p {adjusted[0]:.3g} at N=500, 1 at N=2000)" in c.evidence
+  if status == stats.INCONCLUSIVE:
+    assert 0.05 < adjusted[0] == pytest.approx(2 * p[500])
+    assert c.verdict.reason.startswith("no N's test error change differs from 0 after Holm's "
+                                       f"correction across the 2 sizes (smallest adjusted p "
+                                       f"{adjusted[0]:.3g}, at N=500: -2.5 points [")
+
+
+def test_seed_level_intervals_with_two_or_more_seeds_and_fonts_clusters():
+  """2+ seeds on the same rows: the seed-level t interval (the seeds' spread enters); with the
+  records' font count F, FONTS rows are grouped by font ((row // 10) % F); one seed keeps
+  Wilson's interval; arrays of different rows fall back to the image-level bootstrap."""
+  rng = np.random.default_rng(7)
+  seeds = [error_model("normal", 500, s, 0.2 + 0.03 * s, rng) for s in range(3)]
+  m = report.measure(seeds, "test_error")
+  y = np.stack([1.0 - x.outcomes["test_correct"] for x in seeds])
+  assert m.interval == stats.seed_rate_interval(y) and m.note == ""
+  assert m.value == pytest.approx(0.23) and m.seeds == 3
+  one = report.measure(seeds[:1], "test_error")
+  assert one.interval == stats.wilson_interval(200, TEST)
+  fonts = [dataclasses.replace(x, record={**x.record, "fonts": {"count": 22, "digest": "d"}})
+           for x in seeds]
+  clustered = report.measure(fonts, "test_error")
+  assert clustered.interval == stats.seed_rate_interval(y, clusters=(np.arange(TEST) // 10) % 22)
+  assert clustered.interval != m.interval
+  # On-manifold success over the rows attacked by every seed; a seed attacked on other rows.
+  arrays = lambda rows: {"on_true_evaluated": np.ones(4, bool), "on_true_correct": np.ones(4, bool),
+                         "on_true_success": np.array([[1, 0, 1, 0]] * 2, bool),
+                         "on_true_rows": np.asarray(rows)}
+  models = [report.Model({"variant": "normal", "n": 1, "seed": s}, arrays([0, 1, 2, 3]))
+            for s in range(2)]
+  assert isinstance(report.measure(models, "on_manifold_success").interval, stats.SeedInterval)
+  models[1] = report.Model(models[1].record, arrays([4, 5, 6, 7]))
+  shifted = report.measure(models, "on_manifold_success")
+  assert shifted.note == report.measures.NOT_ALIGNED
+  assert not isinstance(shifted.interval, stats.SeedInterval)
 
 
 @pytest.mark.parametrize("estimate, lo, hi, suggested", [

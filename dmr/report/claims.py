@@ -445,7 +445,7 @@ def _across_sizes(gaps: dict[int, Measure], no_change: float) -> Verdict:
   if adjusted is None:
     return _any_n([_judge(g, no_change, False, f"the test error change at N={n}",
                           _more_seeds(g, no_change)) for n, g in gaps.items()])
-  rejected = dict(zip(adjusted, stats.holm_rejected(list(adjusted.values()))))
+  rejected = {n: p <= 1 - stats.CONFIDENCE for n, p in adjusted.items()}
   loss = [n for n in gaps if rejected[n] and gaps[n].value > no_change]
   gain = [n for n in gaps if rejected[n] and gaps[n].value < no_change]
   if loss or gain:
