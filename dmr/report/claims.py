@@ -1,6 +1,7 @@
 """The four claims' verdicts for one fingerprint group: held / not held / inconclusive / not
-measured, each with the 95% interval that decided it (docs/protocol.md#claims). Every number a
-verdict compares with is in THRESHOLDS."""
+measured (claim 4, an existence claim: shown / not shown at these configurations), each with the
+95% interval that decided it (docs/protocol.md#claims). Every number a verdict compares with is
+in THRESHOLDS."""
 from __future__ import annotations
 
 import dataclasses
@@ -556,10 +557,11 @@ def claim4(group: Group, chance: float, known_manifold: bool) -> Claim:
     return Claim(4, Verdict(NOT_MEASURED, reason="checked on FONTS only, whose manifold is known",
                             settle="run configs/fonts.py"))
   configurations = claim4_configurations(group)
+  family = CLAIM4_FAMILY in group.families
   if not configurations:
     models = group.families.get(CLAIM4_FAMILY) or group.models
     return Claim(4, Verdict(NOT_MEASURED, reason="needs attacked off_adv and normal models at "
-                            f"one N ({_claim4_models_text(models, CLAIM4_FAMILY in group.families)})",
+                            f"one N ({_claim4_models_text(models, family)})",
                             settle='--config.variants including "normal" and "off_adv"'))
   t = THRESHOLDS
   obstacles = [c.obstacles(chance) for c in configurations]
@@ -573,7 +575,7 @@ def claim4(group: Group, chance: float, known_manifold: bool) -> Claim:
                 f"success's below {pct(t.claim4_max_off_success)}% with the cross-check)")
   text = (f"gap {points_text(decisive.gap)}, success {rate_text(decisive.success)}"
           + (f" ({decisive.label} at N={decisive.n})" if len(configurations) > 1 else ""))
-  figure = "" if CLAIM4_FAMILY in group.families else "off_manifold_success_vs_n.png"
+  figure = "" if family else "off_manifold_success_vs_n.png"
   if shown:
     return Claim(4, Verdict(SHOWN, shown.success.interval), evidence, figure, text)
   near = [n for c in configurations for n in near_chance(
