@@ -494,6 +494,8 @@ def add_claim4_models(workdir, seeds, gap, off, cross=0.02, n=1000):
     (2, 0.0, 0.05, 0.02, stats.NOT_SHOWN, "2 seeds, fewer than 3"),
     (3, 0.0, 0.05, None, stats.NOT_SHOWN, "no cross-check attack"),
     (3, 0.04, 0.05, 0.02, stats.NOT_SHOWN, "the gap's upper end +4."),
+    # An estimated gap of 1.5 points, below 2, whose interval's upper end is not:
+    (3, 0.015, 0.05, 0.02, stats.NOT_SHOWN, "the gap's upper end +2."),
     (3, 0.0, 0.15, 0.02, stats.NOT_SHOWN, "the success's upper end "),
 ])
 def test_claim4_is_shown_by_an_accurate_robust_cross_checked_configuration(
