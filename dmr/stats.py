@@ -25,6 +25,9 @@ from scipy import stats as scipy_stats
 CONFIDENCE = 0.95
 RESAMPLES = 2000
 HELD, NOT_HELD, INCONCLUSIVE, NOT_MEASURED = "held", "not held", "inconclusive", "not measured"
+# An existence claim (claim 4): one configuration shows it; none at the configurations run does
+# not refute it.
+SHOWN, NOT_SHOWN = "shown", "not shown at these configurations"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +46,8 @@ class Interval:
 
 @dataclasses.dataclass(frozen=True)
 class Verdict:
-  """A claim's verdict: `status` is held / not held / inconclusive / not measured; `interval` the
+  """A claim's verdict: `status` is held / not held / inconclusive / not measured (an existence
+  claim: shown / not shown at these configurations); `interval` the
   interval that decided it; `reason` and `settle` say why it is inconclusive and what would
   settle it (empty otherwise)."""
   status: str

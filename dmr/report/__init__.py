@@ -2,9 +2,11 @@
 
 Every number in the report is computed from results.json, the per-image outcome files its records
 name (dmr/outcomes.py) and the example images the attacks stage saved; nothing is hard-coded. Each
-claim gets a verdict, held / not held / inconclusive / not measured, with the 95% interval that
-decided it (docs/protocol.md#claims). Records that predate per-image outcomes fall back to their
-stored rates, without intervals, and their claims stay inconclusive.
+claim gets a verdict, held / not held / inconclusive / not measured (claim 4, an existence claim:
+shown / not shown at these configurations), with the 95% interval that decided it
+(docs/protocol.md#claims); rates of several seeds get seed-level intervals (dmr.stats). Records
+that predate per-image outcomes fall back to their stored rates, without intervals, and their
+claims stay inconclusive.
 
 Several workdirs (sweeps on several machines) are merged: models are pooled by config
 fingerprint, never across fingerprints, and the intervals are recomputed from the outcomes

@@ -11,7 +11,8 @@ from matplotlib.figure import Figure
 
 from dmr import records
 from dmr.report.claims import THRESHOLDS, claim1_kind
-from dmr.report.measures import METRICS, Measure, measure, setting_measures, share
+from dmr.report.measures import (METRICS, Measure, measure, setting_measures, share,
+                                 true_shares)
 from dmr.report.pooling import Group, Model
 
 
@@ -69,23 +70,33 @@ def plot_success_vs_error(models: list[Model], path: str) -> Optional[str]:
 
 
 def plot_shares(group: Group, path: str) -> Optional[str]:
-  """Claim 1: the off-manifold share of regular perturbations, tangent and random directions and
-  on-manifold perturbations, with 95% intervals and the threshold."""
+  """Claim 1: the true shares orthogonal to the tangent space (regular perturbations, random
+  directions, on-manifold perturbations) when the run has them, else the projection-based
+  residual ratios (regular, tangent and random directions, on-manifold), with 95% intervals."""
   kind = claim1_kind(group)
-  shares = {label: share(group.distances, f"{kind}_{prefix}") for label, prefix in
+  if not kind:
+    return None
+  bars = {label.split(" ")[0]: m for label, m in true_shares(group.distances, kind).items()}
+  residual = not bars
+  if residual:
+    bars = {label: share(group.distances, f"{kind}_{prefix}") for label, prefix in
             (("regular", ""), ("tangent", "tangent_"), ("random", "random_"),
-             ("on-manifold", "on_"))} if kind else {}
-  shares = {k: v for k, v in shares.items() if v is not None}
-  if not shares:
+             ("on-manifold", "on_"))}
+  bars = {k: v for k, v in bars.items() if v is not None}
+  if not bars:
     return None
   fig = Figure(figsize=(5, 3.5))
   ax = fig.subplots()
-  ms = list(shares.values())
-  ax.bar(range(len(ms)), [100 * m.value for m in ms], yerr=_error_bars(ms), capsize=4,
-         label="share, 95% interval")
-  ax.axhline(100 * THRESHOLDS.claim1_min_leaving, color="k", ls="--", lw=1, label="threshold")
-  ax.set_xticks(range(len(ms)), [f"{k} perturbations" for k in shares], fontsize=8)
-  ax.set_ylabel(f"share leaving the {kind} manifold [%]")
+  ms = list(bars.values())
+  scale = 1 if residual else 100
+  errors = _error_bars(ms)
+  ax.bar(range(len(ms)), [scale * m.value for m in ms], capsize=4, label="95% interval",
+         yerr=None if errors is None else errors * scale / 100)
+  if residual:
+    ax.axhline(THRESHOLDS.claim1_min_leaving, color="k", ls="--", lw=1, label="threshold")
+  ax.set_xticks(range(len(ms)), list(bars), fontsize=8)
+  ax.set_ylabel(f"residual ratio, {kind} manifold (not a share)" if residual else
+                f"share orthogonal to the {kind} manifold [%]")
   return _save(fig, ax, path)
 
 

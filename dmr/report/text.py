@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from dmr.report.measures import METRICS, Measure, setting_measures
 from dmr.report.pooling import Model
-from dmr.stats import HELD, INCONCLUSIVE, NOT_HELD, NOT_MEASURED
+from dmr.stats import HELD, INCONCLUSIVE, NOT_HELD, NOT_MEASURED, NOT_SHOWN, SHOWN
 
 if TYPE_CHECKING:
   from dmr.report.claims import Claim
@@ -38,14 +38,12 @@ def points_text(m: Measure) -> str:
           f"{100 * m.interval.hi:+.1f}]")
 
 
-def share_text(m: Measure) -> str:
-  """The claim-1 share, with the reason whenever it lies outside its meaningful range [0, 1]."""
-  text = rate_text(m)
-  if not 0.0 <= m.value <= 1.0:
-    text += (" (outside 0-100%: the distances to the manifold are not precise enough against "
-             "the perturbation's length, so the residual change r(x_adv) - r(x) includes "
-             "projection error, of the size the tangent reference measures)")
-  return text
+def residual_text(m: Measure) -> str:
+  """A projection-based claim-1 ratio sum ||r(x_adv) - r(x)||^2 / sum ||delta||^2, "residual
+  ratio 0.850 [0.801, 0.897]": not a share (projection error enters it, so it can leave [0, 1])."""
+  if m.interval is None:
+    return f"residual ratio {m.value:.3f} (no interval)"
+  return f"residual ratio {m.value:.3f} [{m.interval.lo:.3f}, {m.interval.hi:.3f}]"
 
 
 def and_words(numbers: list[int]) -> str:
@@ -61,12 +59,12 @@ def summary_lines(claims: list[Claim]) -> list[str]:
     figure = f"[{c.figure}]({c.figure})" if c.figure else "-"
     lines.append(f"| {c.number}. {TITLES[c.number]} | **{c.verdict.status}** | "
                  f"{c.interval_text or '-'} | {figure} |")
-  settled = [c.number for c in claims if c.verdict.status in (HELD, NOT_HELD)]
+  settled = [c.number for c in claims if c.verdict.status in (HELD, NOT_HELD, SHOWN)]
   lines += ["", "This run's scale settles "
             + (f"claim{'s' if len(settled) > 1 else ''} {and_words(settled)}." if settled
                else "none of the claims.")]
   for c in claims:
-    if c.verdict.status in (INCONCLUSIVE, NOT_MEASURED):
+    if c.verdict.status in (INCONCLUSIVE, NOT_MEASURED, NOT_SHOWN):
       lines.append(f"- Claim {c.number} is {c.verdict.status}: {c.verdict.reason}; to settle "
                    f"it: {c.verdict.settle}.")
   return lines
@@ -105,7 +103,7 @@ def manifold_table(manifold: dict) -> str:
     if isinstance(values, dict) and group != "model":
       for key, value in sorted(values.items()):
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-          note = (" (outside [0, 1]: projection error, see claim 1)"
+          note = (" (a residual ratio outside [0, 1]: projection error, see claim 1)"
                   if key == "off_manifold_fraction" and not 0 <= value <= 1 else "")
           lines.append(f"| {group}: {key} | {value:.4g}{note} |")
   return "\n".join(lines)

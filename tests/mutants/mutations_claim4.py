@@ -38,8 +38,10 @@ MUTATIONS = [
              TESTS),
     Mutation("claim4_report_uses_sweep", "claim 4 judged on the sweep's models despite its own "
              "family", "dmr/report/claims.py",
-             "  models = group.families.get(CLAIM4_FAMILY) or group.models\n",
-             "  models = group.models\n", TESTS),
+             "  for models, family in ((group.families.get(CLAIM4_FAMILY, []), True), "
+             "(group.models, False)):",
+             "  for models, family in (((), True), (group.models, False)):",
+             ("tests/test_report.py",)),
     Mutation("claim4_reference_model_from_family", "claim 1's reference model may be a claim-4 "
              "model", "dmr/experiments.py", '             and "family" not in r]', "]", TESTS),
     Mutation("claim4_report_stage_examples_of_family", "the report stage looks for claim 1's "

@@ -3,6 +3,7 @@ records they read (dmr/records.py)."""
 from mutations import Mutation
 
 CLAIMS, POOLING, STATS = "dmr/report/claims.py", "dmr/report/pooling.py", "dmr/stats.py"
+MEASURES = "dmr/report/measures.py"
 RECORDS = "dmr/records.py"
 TESTS = ("tests/test_report.py",)
 
@@ -44,29 +45,52 @@ MUTATIONS = [
     Mutation("report_claim1_old_rule_kept", "records with the tangent reference still judged by "
              "fit_too_coarse and the 0-100% range", CLAIMS, "  if tangent is None:\n    coarse",
              "  if True:\n    coarse", TESTS),
+    Mutation("report_claim1_true_margin_ignored", "claim 1's true share held when merely above "
+             "the on-manifold perturbations'", CLAIMS,
+             "  above = regular.interval.lo - on.interval.hi > margin",
+             "  above = regular.interval.lo - on.interval.hi > 0", TESTS),
+    Mutation("report_claim1_random_ignored", "claim 1's true share held although below a random "
+             "direction's", CLAIMS,
+             "  if random is not None and regular.interval.hi < random.interval.lo:",
+             "  if False:", TESTS),
+    Mutation("report_seed_level_dropped", "rates of several seeds get the image-level bootstrap",
+             MEASURES, "  if table is not None and len(table.outcomes) >= 2:", "  if False:",
+             TESTS),
+    Mutation("report_fonts_not_clustered", "FONTS rows taken as independent images despite the "
+             "records' font count", MEASURES,
+             "  clusters = (rows // 10) % fonts if fonts else None", "  clusters = None", TESTS),
     Mutation("report_claim2_side", "claim 2 held when success lies below 5%", CLAIMS,
              'verdict = _judge(success, THRESHOLDS.claim2_min_success, True,',
              'verdict = _judge(success, THRESHOLDS.claim2_min_success, False,', TESTS),
     Mutation("report_claim2_smallest_n", "claim 2 judged on the smallest N's models", CLAIMS,
              "  n, normal = max(attacked.items())", "  n, normal = min(attacked.items())", TESTS),
     Mutation("report_claim3_error_sign", "claim 3 held when on-manifold training raises test "
-             "error", CLAIMS, "per_n = [_judge(g, no_change, False,", "per_n = [_judge(g, no_change, True,",
+             "error", CLAIMS, "    return Verdict(NOT_HELD if loss else HELD,",
+             "    return Verdict(HELD if loss else NOT_HELD,",
              TESTS),
     Mutation("report_claim3_success_trend_swapped", "claim 3 compares on-manifold success from "
              "the largest N to the smallest", CLAIMS,
              'drop = difference(normal[small], normal[large], "on_manifold_success"',
              'drop = difference(normal[large], normal[small], "on_manifold_success"', TESTS),
     Mutation("report_claim3_error_part_dropped", "claim 3 ignores its test error part", CLAIMS,
-             "    parts.append(_any_n(per_n))", "    parts.append(_any_n(per_n)); parts = parts[:0]",
+             "    parts.append(_across_sizes(gaps, no_change))",
+             "    parts.append(_across_sizes(gaps, no_change)); parts = parts[:0]",
              TESTS),
     Mutation("report_claim3_one_seed_enough", "claim 3 settled with one model per setting",
              CLAIMS, "    if seeds < THRESHOLDS.min_seeds:", "    if seeds < 1:", TESTS),
-    Mutation("report_claim4_gap_side", "claim 4 held when the robust model's error is far above",
-             CLAIMS, '_judge(gap, max_gap, False,', '_judge(gap, max_gap, True,',
-             TESTS),
-    Mutation("report_claim4_success_ignored", "claim 4 held whatever the attack's success",
-             CLAIMS, "_judge(success, max_success, False,", "_judge(success, 2.0, False,",
-             TESTS),
+    Mutation("report_claim3_holm_dropped", "claim 3's sizes judged each at 5% without Holm's "
+             "correction", CLAIMS, "  return dict(zip(gaps, stats.holm_adjusted(p)))",
+             "  return dict(zip(gaps, p))", TESTS),
+    Mutation("report_claim4_gap_side", "claim 4 shown when the robust model's error is far above",
+             CLAIMS, "    if self.gap.interval.hi >= t.claim4_max_error_gap:",
+             "    if self.gap.interval.lo >= t.claim4_max_error_gap:", TESTS),
+    Mutation("report_claim4_success_ignored", "claim 4 shown whatever the attack's success",
+             CLAIMS, "    if self.success.interval.hi >= t.claim4_max_off_success:",
+             "    if False:", TESTS),
+    Mutation("report_claim4_seed_guard_dropped", "claim 4 shown by a configuration of fewer than "
+             "3 seeds", CLAIMS, "    if self.seeds < t.min_seeds:", "    if False:", TESTS),
+    Mutation("report_claim4_cross_check_optional", "claim 4 shown without the cross-check "
+             "attack", CLAIMS, "    if not self.cross_checked:", "    if False:", TESTS),
     Mutation("report_not_held_lost", "a part not held no longer makes its claim not held",
              CLAIMS, "  for status in (NOT_HELD, INCONCLUSIVE):", "  for status in (INCONCLUSIVE,):",
              TESTS),
