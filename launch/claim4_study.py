@@ -1,0 +1,381 @@
+"""Claim 4 on FONTS by measured runs: off_adv against normal conv nets over a grid of training
+attack x training size N x epochs, every off_adv model attacked at eps 0.3 by the paper's attack
+and by dmr.attacks.evaluate's APGD-CE and APGD-T (docs/claim4.md).
+
+  python launch/claim4_study.py run --root=runs/claim4 --cells=sign10:5000:10:3,paper40:5000:10:3
+  python launch/claim4_study.py collect --root=runs/claim4 --cells=... --out=docs/claim4_table.md \
+      --figure=docs/figures/claim4.png
+
+A cell ATTACK:N:EPOCHS:SEEDS is one workdir ROOT/<ATTACK>_n<N>_e<EPOCHS> and one
+`python -m dmr.main --config=configs/fonts.py:claims` run (`cell_command`) that trains `normal`
+and `off_adv` at N with SEEDS seeds each and attacks the off_adv models; rerunning it skips
+finished models (dmr resumes). `run` runs the cells in order, --jobs at a time, each logging to
+ROOT/logs/<cell>.log. `collect` reads each cell's results.json and profile.json: the paired
+test-error gap off_adv - normal per seed, off_adv's worst-case (any-restart) success of the paper's
+attack, of the cross-check and of their union, with 95% t-intervals over seeds (one seed: the
+paired per-image interval of the gap and Wilson's interval of the success, over test images), and
+the cell's wall time; it writes a markdown table and a figure against N.
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import time
+from typing import NamedTuple
+
+import numpy as np
+from scipy import stats as scipy_stats
+
+from dmr import stats
+
+CONFIDENCE = 0.95
+# Training attacks (adversarial_training.*): each reaches its whole eps-ball, steps x step_size
+# >= 0.3. sign: the claims preset's cut attack, a sign step of 2.5 eps / steps; paper40: dmr's
+# `paper` preset (the authors' 40 Adam steps, at lr 0.3 / 40 rather than their 0.005).
+TRAINING_ATTACKS = {
+    "sign10": {"steps": 10, "optimizer": "sign", "step_size": 0.075},
+    "sign20": {"steps": 20, "optimizer": "sign", "step_size": 0.0375},
+    "paper40": {"steps": 40, "optimizer": "adam", "step_size": 0.0075},
+}
+# Every cell: the claims preset on the known manifold, normal and off_adv only, the off_adv
+# models attacked with the cross-check; the on-manifold attack (which the attacks stage always
+# runs) cut to 10 images and one step, as claim 4 reads none of it.
+COMMON_OVERRIDES = (
+    "--config.stages=('classifiers','attacks')",
+    "--config.manifolds=('true',)",
+    "--config.attack.variants=('off_adv',)",
+    "--config.attack.cross_check=('apgd-ce','apgd-t')",
+    "--config.on_manifold_attack.num_test=10",
+    "--config.on_manifold_attack.steps=1",
+    "--config.on_manifold_attack.restarts=1",
+    "--config.progress=False",
+)
+NORMAL = "normal"  # The cell of the normal models at (N, epochs), shared by every training attack.
+CLAIMS_TRAIN_ROWS = 20_000  # data.num_train of the FONTS claims preset.
+
+
+class Cell(NamedTuple):
+  attack: str  # a key of TRAINING_ATTACKS, or NORMAL: the cell of the normal models
+  n: int
+  epochs: int
+  seeds: int
+
+  @property
+  def name(self) -> str:
+    return f"{self.attack}_n{self.n}_e{self.epochs}"
+
+
+def parse_cell(text: str) -> Cell:
+  """Cell of "ATTACK:N:EPOCHS:SEEDS", e.g. "sign10:5000:10:3"."""
+  parts = text.split(":")
+  if len(parts) != 4 or parts[0] not in (NORMAL, *TRAINING_ATTACKS) or not all(p.isdigit() and int(p) > 0
+                                                                   for p in parts[1:]):
+    raise SystemExit(f"cell {text!r}: expected ATTACK:N:EPOCHS:SEEDS with ATTACK one of "
+                     f"{[NORMAL, *TRAINING_ATTACKS]} and positive integers, e.g. sign10:5000:10:3")
+  return Cell(parts[0], int(parts[1]), int(parts[2]), int(parts[3]))
+
+
+def cell_command(cell: Cell, workdir: str, python: str = sys.executable) -> list[str]:
+  """The dmr.main command line of `cell` into `workdir`: its normal models (cell.attack NORMAL)
+  or its off_adv models."""
+  attack = TRAINING_ATTACKS.get(cell.attack, {})
+  variant = "normal" if cell.attack == NORMAL else "off_adv"
+  return [python, "-m", "dmr.main", "--config=configs/fonts.py:claims", f"--workdir={workdir}",
+          *COMMON_OVERRIDES, f"--config.variants=('{variant}',)",
+          f"--config.training_sizes=({cell.n},)", f"--config.models_per_size={cell.seeds}",
+          f"--config.train.epochs={cell.epochs}",
+          f"--config.data.num_train={max(cell.n, CLAIMS_TRAIN_ROWS)}",
+          *(f"--config.adversarial_training.{k}={v}" for k, v in attack.items())]
+
+
+def run_cell(cell: Cell, root: str) -> int:
+  """Runs (or resumes) `cell` into ROOT/<name>, logging to ROOT/logs/<name>.log; its exit code."""
+  os.makedirs(os.path.join(root, "logs"), exist_ok=True)
+  log = os.path.join(root, "logs", cell.name + ".log")
+  start = time.time()
+  with open(log, "a") as f:
+    code = subprocess.call(cell_command(cell, os.path.join(root, cell.name)), stdout=f,
+                           stderr=subprocess.STDOUT)
+  print(f"{cell.name}: exit {code} after {time.time() - start:.0f} s (log {log})", flush=True)
+  return code
+
+
+# --- collecting -------------------------------------------------------------------------------
+
+
+class Estimate(NamedTuple):
+  value: float
+  low: float
+  high: float
+
+
+def t_interval(values, confidence: float = CONFIDENCE) -> Estimate:
+  """Mean of per-seed values [S] with Student's t interval over seeds (S >= 2; S = 1: no
+  interval, low = high = nan)."""
+  v = np.asarray(values, np.float64)
+  if len(v) < 2:
+    return Estimate(float(v.mean()), math.nan, math.nan)
+  half = scipy_stats.t.ppf(0.5 + confidence / 2, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v))
+  return Estimate(float(v.mean()), float(v.mean() - half), float(v.mean() + half))
+
+
+def paired_image_interval(wrong_a, wrong_b, confidence: float = CONFIDENCE) -> Estimate:
+  """Mean of wrong_a - wrong_b (bool [T] per test image, one model each, same images) with the
+  normal interval of a paired difference over images."""
+  d = np.asarray(wrong_a, np.float64) - np.asarray(wrong_b, np.float64)
+  half = scipy_stats.norm.ppf(0.5 + confidence / 2) * d.std(ddof=1) / math.sqrt(len(d))
+  return Estimate(float(d.mean()), float(d.mean() - half), float(d.mean() + half))
+
+
+def wilson(successes: int, trials: int) -> Estimate:
+  """Wilson's score interval of successes / trials (dmr.stats)."""
+  i = stats.wilson_interval(successes, trials, CONFIDENCE)
+  return Estimate(i.estimate, i.lo, i.hi)
+
+
+# Worst-case (any-restart) success fields of an attacked record: the paper's attack, the
+# cross-check, their union (dmr.experiments.cross_check_fields).
+SUCCESS_FIELDS = {"paper": "off_manifold_success_any", "apgd": "off_manifold_cross_check_success",
+                  "union": "off_manifold_combined_success_any"}
+
+
+def paired_seeds(records: list[dict]) -> list[int]:
+  """Seeds with a trained normal model and an attacked off_adv model, in order."""
+  normal = {r["seed"] for r in records if r["variant"] == "normal" and "test_error" in r}
+  return sorted(r["seed"] for r in records if r["variant"] == "off_adv"
+                and SUCCESS_FIELDS["union"] in r and r["seed"] in normal)
+
+
+def summarize(records: list[dict], wrong=None) -> dict | None:
+  """The cell's measures from its sweep records (one N): normal and off_adv test errors, the
+  gap, the three worst-case successes, each an Estimate (fractions), over the paired seeds;
+  wrong(record) -> bool [T] per test image, for the one-seed gap interval. None: no pair yet."""
+  seeds = paired_seeds(records)
+  if not seeds:
+    return None
+  of = {(r["variant"], r["seed"]): r for r in records}
+  normal = np.array([of["normal", s]["test_error"] for s in seeds])
+  robust = np.array([of["off_adv", s]["test_error"] for s in seeds])
+  out = {"seeds": len(seeds), "normal_error": t_interval(normal),
+         "off_adv_error": t_interval(robust), "gap": t_interval(robust - normal)}
+  if len(seeds) == 1 and wrong is not None:
+    out["gap"] = paired_image_interval(wrong(of["off_adv", seeds[0]]), wrong(of["normal", seeds[0]]))
+  for name, field in SUCCESS_FIELDS.items():
+    rates = [of["off_adv", s][field] for s in seeds]
+    if len(seeds) == 1:
+      correct = of["off_adv", seeds[0]]["off_manifold_correct"]
+      out[name] = wilson(round(rates[0] * correct), correct)
+    else:
+      out[name] = t_interval(rates)
+  out["attacked_images"] = int(of["off_adv", seeds[0]]["off_manifold_evaluated"])
+  return out
+
+
+def wall_seconds(workdir: str) -> dict:
+  """Wall time of every dmr.main run into `workdir` (profile.json), in total and per stage."""
+  try:
+    with open(os.path.join(workdir, "profile.json")) as f:
+      runs = json.load(f)["runs"]
+  except FileNotFoundError:
+    return {}
+  stages: dict = {}
+  for run in runs:
+    for stage, seconds in run.get("stages", {}).items():
+      stages[stage] = stages.get(stage, 0.0) + seconds
+  return {"total": sum(r.get("total", 0.0) for r in runs), **stages}
+
+
+LOG_EVENT = re.compile(r"^I\d{4} (\d\d):(\d\d):(\d\d\.\d+) .*\] (?:stage (\w+)|"
+                       r"(\w+) n=(\d+) seed=(\d+): (?:test error|off-manifold))")
+
+
+def model_seconds(log_lines) -> dict:
+  """{(stage, variant, seed): wall seconds} from a dmr.main log: the time from the previous
+  event (a stage's start, or the model before it in the stage) to the line reporting the model
+  trained (classifiers) or attacked (attacks), so the first model of a stage includes loading."""
+  out, last, stage = {}, None, None
+  for line in log_lines:
+    m = LOG_EVENT.match(line)
+    if not m:
+      continue
+    t = 3600 * int(m[1]) + 60 * int(m[2]) + float(m[3])
+    if m[4]:
+      stage = m[4]
+    elif last is not None:
+      out[stage, m[5], int(m[7])] = (t - last) % 86400
+    last = t
+  return out
+
+
+def cell_records(workdir: str, n: int) -> list[dict]:
+  """The sweep's records at N of `workdir`'s results.json ([] when there is none)."""
+  try:
+    with open(os.path.join(workdir, "results.json")) as f:
+      return [r for r in json.load(f)["records"] if "family" not in r and r["n"] == n]
+  except FileNotFoundError:
+    return []
+
+
+def load_cell(cell: Cell, root: str) -> dict | None:
+  """summarize() of the cell's off_adv models against the normal models of the same N and
+  epochs (those of the cell's NORMAL cell, else of its own workdir), with wall times: per cell
+  (profile.json) and the mean seconds per model (its log). None when nothing is paired yet."""
+  workdir = os.path.join(root, cell.name)
+  normal_dir = os.path.join(root, cell._replace(attack=NORMAL).name)
+  own = cell_records(workdir, cell.n)
+  normal = [r for r in cell_records(normal_dir, cell.n) if r["variant"] == "normal"]
+  normal_seeds = {r["seed"] for r in normal}
+  records = [r for r in own if r["variant"] == "off_adv" or r["seed"] not in normal_seeds]
+  dirs = {**{(r["variant"], r["seed"]): workdir for r in records},
+          **{("normal", r["seed"]): normal_dir for r in normal}}
+
+  def wrong(record):
+    path = os.path.join(dirs[record["variant"], record["seed"]], record["outcomes"])
+    with np.load(path) as f:
+      return ~f["test_correct"]
+  summary = summarize(records + normal, wrong)
+  if not summary:
+    return None
+  seconds = {}
+  for d in {workdir, normal_dir}:
+    log = os.path.join(root, "logs", os.path.basename(d) + ".log")
+    if os.path.exists(log):
+      with open(log) as f:
+        seconds.update({k: v for k, v in model_seconds(f).items()
+                        if dirs.get((k[1], k[2])) == d})
+  per_model = {}
+  for stage, variant in (("classifiers", "normal"), ("classifiers", "off_adv"),
+                         ("attacks", "off_adv")):
+    values = [v for k, v in seconds.items() if k[:2] == (stage, variant)]
+    if values:
+      per_model[f"{stage}_{variant}"] = float(np.mean(values))
+  return {**summary, "wall": wall_seconds(workdir), "per_model": per_model}
+
+
+def points(e: Estimate, scale: float = 100.0, signed: bool = False) -> str:
+  """"+9.3 [+6.9, +11.4]" (signed) or "58.1 [47.2, 66.0]"; no interval when there is none."""
+  fmt = "{:+.1f}" if signed else "{:.1f}"
+  text = fmt.format(scale * e.value)
+  if not math.isnan(e.low):
+    text += f" [{fmt.format(scale * e.low)}, {fmt.format(scale * e.high)}]"
+  return text
+
+
+def attack_text(name: str) -> str:
+  a = TRAINING_ATTACKS[name]
+  return f"{a['optimizer']} {a['steps']} x {a['step_size']:g}"
+
+
+TABLE_HEADER = ("| training attack | N | epochs | seeds | normal error % | off_adv error % "
+                "| gap (points) | worst-case success %: paper | APGD-CE/T | union "
+                "| min per seed: normal, off_adv, attack | cell min |\n"
+                "|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+PER_MODEL = ("classifiers_normal", "classifiers_off_adv", "attacks_off_adv")
+
+
+def cell_minutes(s: dict) -> float | None:
+  """Wall minutes of the configuration: seeds x (one normal model, one off_adv model, its
+  attack), from the per-model times; None when one is unknown."""
+  if not all(k in s["per_model"] for k in PER_MODEL):
+    return None
+  return s["seeds"] * sum(s["per_model"][k] for k in PER_MODEL) / 60
+
+
+def table_row(cell: Cell, s: dict) -> str:
+  per = " + ".join(f"{s['per_model'][k] / 60:.1f}" if k in s["per_model"] else "?"
+                   for k in PER_MODEL)
+  total = cell_minutes(s)
+  return (f"| {attack_text(cell.attack)} | {cell.n} | {cell.epochs} | {s['seeds']} "
+          f"| {points(s['normal_error'])} | {points(s['off_adv_error'])} "
+          f"| {points(s['gap'], signed=True)} | {points(s['paper'])} | {points(s['apgd'])} "
+          f"| {points(s['union'])} | {per} | {'?' if total is None else f'{total:.0f}'} |\n")
+
+
+def shows_claim(s: dict, max_gap: float, max_success: float) -> bool:
+  """Claim 4 at a cell: >= 3 seeds, the gap's and the union success's upper bounds below the
+  bounds (fractions)."""
+  return s["seeds"] >= 3 and s["gap"].high < max_gap and s["union"].high < max_success
+
+
+def plot(rows: list[tuple[Cell, dict]], path: str, max_gap: float, max_success: float) -> None:
+  """Gap and union worst-case success against N, one line per (training attack, epochs)."""
+  from matplotlib.figure import Figure
+  fig = Figure(figsize=(9, 3.6), dpi=100)
+  axes = fig.subplots(1, 2)
+  lines: dict = {}
+  for cell, s in rows:
+    lines.setdefault((cell.attack, cell.epochs), []).append((cell.n, s))
+  for (attack, epochs), points_ in sorted(lines.items()):
+    points_.sort(key=lambda p: p[0])
+    n = [p[0] for p in points_]
+    label = f"{attack_text(attack)}, {epochs} ep"
+    for ax, key in zip(axes, ("gap", "union")):
+      est = [p[1][key] for p in points_]
+      value = np.array([100 * e.value for e in est])
+      low = np.array([100 * (e.value - e.low) if not math.isnan(e.low) else 0 for e in est])
+      high = np.array([100 * (e.high - e.value) if not math.isnan(e.high) else 0 for e in est])
+      ax.errorbar(n, value, yerr=[low, high], marker="o", capsize=3, label=label)
+  for ax, bound, title in ((axes[0], max_gap, "test error gap off_adv - normal (points)"),
+                           (axes[1], max_success, "off_adv worst-case success at eps 0.3 (%)")):
+    ax.axhline(100 * bound, color="gray", linestyle="--", linewidth=1)
+    ax.set_xscale("log")
+    ax.set_xlabel("training size N")
+    ax.set_title(title, fontsize=9)
+  axes[0].axhline(0, color="black", linewidth=0.5)
+  axes[1].legend(fontsize=7)
+  fig.tight_layout()
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  fig.savefig(path)
+
+
+def collect(cells: list[Cell], root: str, out: str, figure: str | None, max_gap: float,
+            max_success: float) -> list[tuple[Cell, dict]]:
+  """Writes the table of every cell with paired models to `out` (and its JSON beside it), the
+  figure to `figure`; returns the rows."""
+  rows = [(c, s) for c in cells if (s := load_cell(c, root))]
+  text = TABLE_HEADER + "".join(table_row(c, s) for c, s in rows)
+  shown = [c.name for c, s in rows if shows_claim(s, max_gap, max_success)]
+  text += (f"\nShown (>= 3 seeds, gap's upper bound < {100 * max_gap:g} points, union success's "
+           f"upper bound < {100 * max_success:g}%): {', '.join(shown) or 'none'}\n")
+  with open(out, "w") as f:
+    f.write(text)
+  with open(os.path.splitext(out)[0] + ".json", "w") as f:
+    json.dump([{"cell": c._asdict(), **{k: (v._asdict() if isinstance(v, Estimate) else v)
+                                        for k, v in s.items()}} for c, s in rows], f, indent=1)
+  if figure and rows:
+    plot(rows, figure, max_gap, max_success)
+  print(text)
+  return rows
+
+
+def main(argv=None) -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("action", choices=("run", "collect", "commands"))
+  parser.add_argument("--root", required=True)
+  parser.add_argument("--cells", required=True, help="ATTACK:N:EPOCHS:SEEDS,...")
+  parser.add_argument("--jobs", type=int, default=1)
+  parser.add_argument("--out", default="claim4_table.md")
+  parser.add_argument("--figure", default=None)
+  parser.add_argument("--max_gap", type=float, default=0.03)
+  parser.add_argument("--max_success", type=float, default=0.25)
+  args = parser.parse_args(argv)
+  cells = [parse_cell(c) for c in args.cells.split(",")]
+  if args.action == "commands":
+    for c in cells:
+      print(" ".join(cell_command(c, os.path.join(args.root, c.name), "python")))
+  elif args.action == "run":
+    with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
+      codes = list(pool.map(lambda c: run_cell(c, args.root), cells))
+    sys.exit(max(codes))
+  else:
+    collect(cells, args.root, args.out, args.figure, args.max_gap, args.max_success)
+
+
+if __name__ == "__main__":
+  main()
