@@ -125,6 +125,11 @@ def t_interval(values, confidence: float = CONFIDENCE) -> Estimate:
   return Estimate(float(v.mean()), float(v.mean() - half), float(v.mean() + half))
 
 
+def clipped(e: Estimate) -> Estimate:
+  """A rate's interval within [0, 1]."""
+  return Estimate(e.value, max(0.0, e.low), min(1.0, e.high))
+
+
 def paired_image_interval(wrong_a, wrong_b, confidence: float = CONFIDENCE) -> Estimate:
   """Mean of wrong_a - wrong_b (bool [T] per test image, one model each, same images) with the
   normal interval of a paired difference over images."""
@@ -172,7 +177,7 @@ def summarize(records: list[dict], wrong=None) -> dict | None:
       correct = of["off_adv", seeds[0]]["off_manifold_correct"]
       out[name] = wilson(round(rates[0] * correct), correct)
     else:
-      out[name] = t_interval(rates)
+      out[name] = clipped(t_interval(rates))
   out["attacked_images"] = int(of["off_adv", seeds[0]]["off_manifold_evaluated"])
   return out
 
@@ -222,28 +227,38 @@ def cell_records(workdir: str, n: int) -> list[dict]:
     return []
 
 
+def normal_workdirs(cell: Cell, root: str) -> list[str]:
+  """The workdirs whose normal models pair with `cell`'s off_adv models, in order of preference:
+  its own, its NORMAL cell's, then any other cell's of the same N and epochs (normal training
+  never reads the training attack, so their normal models are the same models)."""
+  own, shared = cell.name, cell._replace(attack=NORMAL).name
+  suffix = f"_n{cell.n}_e{cell.epochs}"
+  others = sorted(d for d in os.listdir(root) if d.endswith(suffix) and d not in (own, shared))
+  return [os.path.join(root, d) for d in (own, shared, *others)]
+
+
 def load_cell(cell: Cell, root: str) -> dict | None:
   """summarize() of the cell's off_adv models against the normal models of the same N and
-  epochs (those of the cell's NORMAL cell, else of its own workdir), with wall times: per cell
-  (profile.json) and the mean seconds per model (its log). None when nothing is paired yet."""
+  epochs (`normal_workdirs`), with wall times: per cell (profile.json) and the mean seconds per
+  model (the logs). None when nothing is paired yet."""
   workdir = os.path.join(root, cell.name)
-  normal_dir = os.path.join(root, cell._replace(attack=NORMAL).name)
-  own = cell_records(workdir, cell.n)
-  normal = [r for r in cell_records(normal_dir, cell.n) if r["variant"] == "normal"]
-  normal_seeds = {r["seed"] for r in normal}
-  records = [r for r in own if r["variant"] == "off_adv" or r["seed"] not in normal_seeds]
-  dirs = {**{(r["variant"], r["seed"]): workdir for r in records},
-          **{("normal", r["seed"]): normal_dir for r in normal}}
+  records = [r for r in cell_records(workdir, cell.n) if r["variant"] == "off_adv"]
+  dirs = {("off_adv", r["seed"]): workdir for r in records}
+  for d in normal_workdirs(cell, root):
+    for r in cell_records(d, cell.n):
+      if r["variant"] == "normal" and "test_error" in r and ("normal", r["seed"]) not in dirs:
+        dirs["normal", r["seed"]] = d
+        records.append(r)
 
   def wrong(record):
     path = os.path.join(dirs[record["variant"], record["seed"]], record["outcomes"])
     with np.load(path) as f:
       return ~f["test_correct"]
-  summary = summarize(records + normal, wrong)
+  summary = summarize(records, wrong)
   if not summary:
     return None
   seconds = {}
-  for d in {workdir, normal_dir}:
+  for d in set(dirs.values()):
     log = os.path.join(root, "logs", os.path.basename(d) + ".log")
     if os.path.exists(log):
       with open(log) as f:

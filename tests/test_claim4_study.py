@@ -1,5 +1,6 @@
 """launch/claim4_study.py's pure parts: cells, commands, intervals, per-seed summaries, log times."""
 import importlib.util
+import json
 import math
 import os
 
@@ -114,3 +115,32 @@ def test_model_seconds_times_each_model_from_the_previous_event():
   assert study.model_seconds(log) == {("classifiers", "normal", 0): pytest.approx(108.5),
                                       ("classifiers", "off_adv", 0): pytest.approx(70.0),
                                       ("attacks", "off_adv", 0): pytest.approx(61.0)}
+
+
+def _write_cell(root, name, records):
+  os.makedirs(root / name)
+  for r in records:
+    r["outcomes"] = f"{r['variant']}{r['seed']}.npz"
+    np.savez(root / name / r["outcomes"], test_correct=np.arange(200) % (4 + r["seed"]) != 0)
+  (root / name / "results.json").write_text(json.dumps({"records": records}))
+
+
+def test_load_cell_pairs_off_adv_with_the_normal_models_of_another_cell(tmp_path):
+  """A cell training off_adv alone takes the normal models of the same N and epochs from the
+  NORMAL cell, else from any other cell (and never those of other epochs)."""
+  both = _records([0.2], [0.3], [0.5])
+  _write_cell(tmp_path, "sign10_n5000_e10", both)
+  _write_cell(tmp_path, "paper40_n5000_e10", _records([0.9], [0.25], [0.4])[1:])
+  _write_cell(tmp_path, "normal_n5000_e20", _records([0.1], [0.1], [0.1])[:1])
+  s = study.load_cell(study.Cell("paper40", 5000, 10, 1), str(tmp_path))
+  assert s["normal_error"].value == 0.2 and s["off_adv_error"].value == 0.25
+  assert s["union"] == study.wilson(160, 400)
+  assert study.load_cell(study.Cell("paper40", 5000, 20, 1), str(tmp_path)) is None
+  _write_cell(tmp_path, "normal_n5000_e10", _records([0.15], [0.0], [0.0])[:1])
+  shared = study.load_cell(study.Cell("paper40", 5000, 10, 1), str(tmp_path))
+  assert shared["normal_error"].value == 0.15  # The NORMAL cell's first.
+
+
+def test_rate_intervals_stay_within_zero_and_one():
+  s = study.summarize(_records([0.2, 0.2, 0.2], [0.2, 0.2, 0.2], [0.99, 1.0, 0.9]))
+  assert s["union"].high == 1.0 and s["union"].low < 1.0
