@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import glob
 import json
 import math
 import os
@@ -94,14 +95,16 @@ def cell_command(cell: Cell, workdir: str, python: str = sys.executable) -> list
           *(f"--config.adversarial_training.{k}={v}" for k, v in attack.items())]
 
 
-def run_cell(cell: Cell, root: str) -> int:
-  """Runs (or resumes) `cell` into ROOT/<name>, logging to ROOT/logs/<name>.log; its exit code."""
+def run_cell(cell: Cell, root: str, first_seed: int = 0) -> int:
+  """Runs (or resumes) `cell` into ROOT/<name>, logging to ROOT/logs/<name>.log; its exit code.
+  first_seed: its models are seeds first_seed, ..., first_seed + cell.seeds - 1 (a second
+  process adds seeds to a cell beside one still training its first)."""
   os.makedirs(os.path.join(root, "logs"), exist_ok=True)
-  log = os.path.join(root, "logs", cell.name + ".log")
+  log = os.path.join(root, "logs", cell.name + (f".seed{first_seed}" if first_seed else "") + ".log")
   start = time.time()
   with open(log, "a") as f:
-    code = subprocess.call(cell_command(cell, os.path.join(root, cell.name)), stdout=f,
-                           stderr=subprocess.STDOUT)
+    argv = cell_command(cell, os.path.join(root, cell.name)) + [f"--config.seed={first_seed}"]
+    code = subprocess.call(argv, stdout=f, stderr=subprocess.STDOUT)
   print(f"{cell.name}: exit {code} after {time.time() - start:.0f} s (log {log})", flush=True)
   return code
 
@@ -259,8 +262,7 @@ def load_cell(cell: Cell, root: str) -> dict | None:
     return None
   seconds = {}
   for d in set(dirs.values()):
-    log = os.path.join(root, "logs", os.path.basename(d) + ".log")
-    if os.path.exists(log):
+    for log in glob.glob(os.path.join(root, "logs", os.path.basename(d) + ".*log")):
       with open(log) as f:
         seconds.update({k: v for k, v in model_seconds(f).items()
                         if dirs.get((k[1], k[2])) == d})
@@ -318,32 +320,44 @@ def shows_claim(s: dict, max_gap: float, max_success: float) -> bool:
   return s["seeds"] >= 3 and s["gap"].high < max_gap and s["union"].high < max_success
 
 
+def _errorbar(ax, x, estimates, **style) -> None:
+  """Points (percent) with their intervals, none where an estimate has no interval."""
+  value = np.array([100 * e.value for e in estimates])
+  low = [0 if math.isnan(e.low) else 100 * (e.value - e.low) for e in estimates]
+  high = [0 if math.isnan(e.high) else 100 * (e.high - e.value) for e in estimates]
+  ax.errorbar(x, value, yerr=[low, high], capsize=3, **style)
+
+
 def plot(rows: list[tuple[Cell, dict]], path: str, max_gap: float, max_success: float) -> None:
-  """Gap and union worst-case success against N, one line per (training attack, epochs)."""
+  """Gap and worst-case success (union: solid; the paper's attack alone: dashed) against N, one
+  line per (training attack, epochs), each line's N shifted by a few percent to keep the
+  intervals of one N apart; the bounds of `shows_claim` in gray."""
   from matplotlib.figure import Figure
-  fig = Figure(figsize=(9, 3.6), dpi=100)
+  fig = Figure(figsize=(10, 3.8), dpi=90)
   axes = fig.subplots(1, 2)
   lines: dict = {}
   for cell, s in rows:
     lines.setdefault((cell.attack, cell.epochs), []).append((cell.n, s))
-  for (attack, epochs), points_ in sorted(lines.items()):
-    points_.sort(key=lambda p: p[0])
-    n = [p[0] for p in points_]
-    label = f"{attack_text(attack)}, {epochs} ep"
-    for ax, key in zip(axes, ("gap", "union")):
-      est = [p[1][key] for p in points_]
-      value = np.array([100 * e.value for e in est])
-      low = np.array([100 * (e.value - e.low) if not math.isnan(e.low) else 0 for e in est])
-      high = np.array([100 * (e.high - e.value) if not math.isnan(e.high) else 0 for e in est])
-      ax.errorbar(n, value, yerr=[low, high], marker="o", capsize=3, label=label)
-  for ax, bound, title in ((axes[0], max_gap, "test error gap off_adv - normal (points)"),
+  for i, ((attack, epochs), line) in enumerate(sorted(lines.items())):
+    line.sort(key=lambda p: p[0])
+    n = np.array([p[0] for p in line]) * (1 + 0.04 * i)
+    color = f"C{i}"
+    label = f"{attack_text(attack)}, {epochs} epochs"
+    _errorbar(axes[0], n, [p[1]["gap"] for p in line], marker="o", color=color, label=label)
+    _errorbar(axes[1], n, [p[1]["union"] for p in line], marker="o", color=color,
+              label=f"{label}: union")
+    _errorbar(axes[1], n, [p[1]["paper"] for p in line], marker="s", color=color,
+              linestyle="--", label="paper's attack alone")
+  for ax, bound, title in ((axes[0], max_gap, "test error gap, off_adv - normal (points)"),
                            (axes[1], max_success, "off_adv worst-case success at eps 0.3 (%)")):
-    ax.axhline(100 * bound, color="gray", linestyle="--", linewidth=1)
+    ax.axhline(100 * bound, color="gray", linestyle=":", linewidth=1)
     ax.set_xscale("log")
     ax.set_xlabel("training size N")
     ax.set_title(title, fontsize=9)
   axes[0].axhline(0, color="black", linewidth=0.5)
-  axes[1].legend(fontsize=7)
+  axes[0].legend(fontsize=7)
+  axes[1].set_ylim(0, 102)
+  axes[1].legend(fontsize=6, loc="lower left")
   fig.tight_layout()
   os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
   fig.savefig(path)
@@ -375,6 +389,7 @@ def main(argv=None) -> None:
   parser.add_argument("--root", required=True)
   parser.add_argument("--cells", required=True, help="ATTACK:N:EPOCHS:SEEDS,...")
   parser.add_argument("--jobs", type=int, default=1)
+  parser.add_argument("--first_seed", type=int, default=0)
   parser.add_argument("--out", default="claim4_table.md")
   parser.add_argument("--figure", default=None)
   parser.add_argument("--max_gap", type=float, default=0.03)
@@ -386,7 +401,7 @@ def main(argv=None) -> None:
       print(" ".join(cell_command(c, os.path.join(args.root, c.name), "python")))
   elif args.action == "run":
     with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
-      codes = list(pool.map(lambda c: run_cell(c, args.root), cells))
+      codes = list(pool.map(lambda c: run_cell(c, args.root, args.first_seed), cells))
     sys.exit(max(codes))
   else:
     collect(cells, args.root, args.out, args.figure, args.max_gap, args.max_success)
