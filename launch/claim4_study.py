@@ -331,21 +331,23 @@ def _errorbar(ax, x, estimates, **style) -> None:
   ax.errorbar(x, value, yerr=[low, high], capsize=3, **style)
 
 
-def plot(rows: list[tuple[Cell, dict]], path: str, max_gap: float, max_success: float) -> None:
-  """Gap and worst-case success (union: solid; the paper's attack alone: dashed) against N, one
-  line per (training attack, epochs), each line's N shifted by a few percent to keep the
-  intervals of one N apart; the bounds of `shows_claim` in gray."""
+def plot(rows: list[tuple[Cell, dict]], path: str, max_gap: float, max_success: float,
+         x: str = "n") -> None:
+  """Gap and worst-case success (union: solid; the paper's attack alone: dashed) against x ("n"
+  or "epochs"), one line per training attack and the other of the two, each line's x shifted by
+  a few percent to keep the intervals of one x apart; the bounds of `shows_claim` dotted."""
+  other = "epochs" if x == "n" else "n"
   from matplotlib.figure import Figure
   fig = Figure(figsize=(10, 3.8), dpi=90)
   axes = fig.subplots(1, 2)
   lines: dict = {}
   for cell, s in rows:
-    lines.setdefault((cell.attack, cell.epochs), []).append((cell.n, s))
-  for i, ((attack, epochs), line) in enumerate(sorted(lines.items())):
+    lines.setdefault((cell.attack, getattr(cell, other)), []).append((getattr(cell, x), s))
+  for i, ((attack, fixed), line) in enumerate(sorted(lines.items())):
     line.sort(key=lambda p: p[0])
     n = np.array([p[0] for p in line]) * (1 + 0.04 * i)
     color = f"C{i}"
-    label = f"{attack_text(attack)}, {epochs} epochs"
+    label = f"{attack_text(attack)}, " + (f"{fixed} epochs" if x == "n" else f"N = {fixed}")
     _errorbar(axes[0], n, [p[1]["gap"] for p in line], marker="o", color=color, label=label)
     _errorbar(axes[1], n, [p[1]["union"] for p in line], marker="o", color=color,
               label=f"{label}: union")
@@ -355,7 +357,10 @@ def plot(rows: list[tuple[Cell, dict]], path: str, max_gap: float, max_success: 
                            (axes[1], max_success, "off_adv worst-case success at eps 0.3 (%)")):
     ax.axhline(100 * bound, color="gray", linestyle=":", linewidth=1)
     ax.set_xscale("log")
-    ax.set_xlabel("training size N")
+    ax.set_xlabel("training size N" if x == "n" else "epochs")
+    ticks = sorted({getattr(cell, x) for cell, _ in rows})
+    ax.set_xticks(ticks, [str(t) for t in ticks])
+    ax.minorticks_off()
     ax.set_title(title, fontsize=9)
   axes[0].axhline(0, color="black", linewidth=0.5)
   axes[0].legend(fontsize=7)
@@ -369,7 +374,8 @@ def plot(rows: list[tuple[Cell, dict]], path: str, max_gap: float, max_success: 
 def collect(cells: list[Cell], root: str, out: str, figure: str | None, max_gap: float,
             max_success: float) -> list[tuple[Cell, dict]]:
   """Writes the table of every cell with paired models to `out` (and its JSON beside it), the
-  figure to `figure`; returns the rows."""
+  figures against N to `figure` and against epochs beside it (<figure>_epochs.png); returns the
+  rows."""
   rows = [(c, s) for c in cells if (s := load_cell(c, root))]
   text = TABLE_HEADER + "".join(table_row(c, s) for c, s in rows)
   shown = [c.name for c, s in rows if shows_claim(s, max_gap, max_success)]
@@ -382,6 +388,7 @@ def collect(cells: list[Cell], root: str, out: str, figure: str | None, max_gap:
                                         for k, v in s.items()}} for c, s in rows], f, indent=1)
   if figure and rows:
     plot(rows, figure, max_gap, max_success)
+    plot(rows, os.path.splitext(figure)[0] + "_epochs.png", max_gap, max_success, x="epochs")
   print(text)
   return rows
 
