@@ -75,8 +75,8 @@ class Cell(NamedTuple):
 def parse_cell(text: str) -> Cell:
   """Cell of "ATTACK:N:EPOCHS:SEEDS", e.g. "sign10:5000:10:3"."""
   parts = text.split(":")
-  if len(parts) != 4 or parts[0] not in (NORMAL, *TRAINING_ATTACKS) or not all(p.isdigit() and int(p) > 0
-                                                                   for p in parts[1:]):
+  numbers_ok = all(p.isdigit() and int(p) > 0 for p in parts[1:])
+  if len(parts) != 4 or parts[0] not in (NORMAL, *TRAINING_ATTACKS) or not numbers_ok:
     raise SystemExit(f"cell {text!r}: expected ATTACK:N:EPOCHS:SEEDS with ATTACK one of "
                      f"{[NORMAL, *TRAINING_ATTACKS]} and positive integers, e.g. sign10:5000:10:3")
   return Cell(parts[0], int(parts[1]), int(parts[2]), int(parts[3]))
@@ -100,7 +100,8 @@ def run_cell(cell: Cell, root: str, first_seed: int = 0) -> int:
   first_seed: its models are seeds first_seed, ..., first_seed + cell.seeds - 1 (a second
   process adds seeds to a cell beside one still training its first)."""
   os.makedirs(os.path.join(root, "logs"), exist_ok=True)
-  log = os.path.join(root, "logs", cell.name + (f".seed{first_seed}" if first_seed else "") + ".log")
+  suffix = f".seed{first_seed}" if first_seed else ""
+  log = os.path.join(root, "logs", cell.name + suffix + ".log")
   start = time.time()
   with open(log, "a") as f:
     argv = cell_command(cell, os.path.join(root, cell.name)) + [f"--config.seed={first_seed}"]
@@ -173,7 +174,8 @@ def summarize(records: list[dict], wrong=None) -> dict | None:
   out = {"seeds": len(seeds), "normal_error": t_interval(normal),
          "off_adv_error": t_interval(robust), "gap": t_interval(robust - normal)}
   if len(seeds) == 1 and wrong is not None:
-    out["gap"] = paired_image_interval(wrong(of["off_adv", seeds[0]]), wrong(of["normal", seeds[0]]))
+    out["gap"] = paired_image_interval(wrong(of["off_adv", seeds[0]]),
+                                       wrong(of["normal", seeds[0]]))
   for name, field in SUCCESS_FIELDS.items():
     rates = [of["off_adv", s][field] for s in seeds]
     if len(seeds) == 1:
@@ -314,7 +316,8 @@ def table_row(cell: Cell, s: dict) -> str:
   return (f"| {attack_text(cell.attack)} | {cell.n} | {cell.epochs} | {s['seeds']} "
           f"| {points(s['normal_error'])} | {points(s['off_adv_error'])} "
           f"| {points(s['gap'], signed=True)} | {points(s['paper'])} | {points(s['apgd'])} "
-          f"| {points(s['union'])} | {100 * s['train_attack'].value:.1f} | {per} | {'?' if total is None else f'{total:.0f}'} |\n")
+          f"| {points(s['union'])} | {100 * s['train_attack'].value:.1f} | {per} "
+          f"| {'?' if total is None else f'{total:.0f}'} |\n")
 
 
 def shows_claim(s: dict, max_gap: float, max_success: float) -> bool:

@@ -1,4 +1,4 @@
-"""launch/claim4_study.py's pure parts: cells, commands, intervals, per-seed summaries, log times."""
+"""launch/claim4_study.py's pure parts: cells, commands, intervals, summaries, log times."""
 import importlib.util
 import json
 import math
@@ -65,7 +65,8 @@ def test_paired_image_interval_and_wilson():
   half = 1.959963984540054 * d.std(ddof=1) / 10
   assert (e.value, e.low, e.high) == pytest.approx((0.25, 0.25 - half, 0.25 + half))
   w = study.wilson(0, 100)
-  assert w.value == 0 and w.low == pytest.approx(0, abs=1e-12) and w.high == pytest.approx(0.0370, abs=1e-4)
+  assert w.value == 0 and w.low == pytest.approx(0, abs=1e-12)
+  assert w.high == pytest.approx(0.0370, abs=1e-4)
 
 
 def _records(errors_normal, errors_adv, union):
@@ -97,7 +98,8 @@ def test_summarize_pairs_seeds_and_judges_the_claim():
 
 def test_summarize_one_seed_uses_images():
   records = _records([0.2], [0.25], [0.1])
-  wrong = {"normal": np.array([1, 0, 0, 0] * 50, bool), "off_adv": np.array([1, 1, 0, 0] * 50, bool)}
+  wrong = {"normal": np.array([1, 0, 0, 0] * 50, bool),
+           "off_adv": np.array([1, 1, 0, 0] * 50, bool)}
   s = study.summarize(records, lambda r: wrong[r["variant"]])
   assert s["gap"] == study.paired_image_interval(wrong["off_adv"], wrong["normal"])
   assert s["union"] == study.wilson(40, 400)
