@@ -16,14 +16,14 @@ Modules: pooling (workdirs -> fingerprint groups of models), measures (per-image
 Measures with intervals), claims (the four judges and their THRESHOLDS), text (markdown),
 figures (png), document (report.md and claims.json), cli.
 """
-from dmr.report.claims import (CLAIM4_FAMILY, NO_INTERVAL, SETTLE_CHANCE, SETTLE_OUTCOMES,
-                               SETTLE_SEEDS, THRESHOLDS, Claim, Thresholds, claims_summary,
-                               judge_claims)
+from dmr.report.claims import claims_summary, judge_claims
 from dmr.report.cli import main
 from dmr.report.document import write_report, written_claims
 from dmr.report.measures import METRICS, PER_IMAGE, Measure, measure
 from dmr.report.pooling import Group, Model, load_groups
 from dmr.report.text import TITLES
+from dmr.report.verdicts import (CLAIM4_FAMILY, NO_INTERVAL, SETTLE_CHANCE, SETTLE_OUTCOMES,
+                                 SETTLE_SEEDS, THRESHOLDS, Claim, Thresholds)
 
 __all__ = ["CLAIM4_FAMILY", "Claim", "Group", "METRICS", "Measure", "Model", "NO_INTERVAL",
            "PER_IMAGE", "SETTLE_CHANCE", "SETTLE_OUTCOMES", "SETTLE_SEEDS", "THRESHOLDS", "TITLES",

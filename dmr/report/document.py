@@ -8,7 +8,8 @@ import os
 from typing import Optional
 
 from dmr import results
-from dmr.report.claims import CLAIM4_FAMILY, Claim, judge_claims
+from dmr.report.claims import judge_claims
+from dmr.report.verdicts import CLAIM4_FAMILY, Claim
 from dmr.report.figures import (plot_distances, plot_examples, plot_metric_vs_n, plot_shares,
                                  plot_success_vs_error)
 from dmr.report.pooling import Group, load_groups

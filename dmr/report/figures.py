@@ -10,7 +10,8 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from dmr import records
-from dmr.report.claims import THRESHOLDS, claim1_kind
+from dmr.report.claims import claim1_kind
+from dmr.report.verdicts import THRESHOLDS
 from dmr.report.measures import (METRICS, Measure, measure, setting_measures, share,
                                  true_shares)
 from dmr.report.pooling import Group, Model

@@ -9,7 +9,7 @@ from dmr.report.pooling import Model
 from dmr.stats import HELD, INCONCLUSIVE, NOT_HELD, NOT_MEASURED, NOT_SHOWN, SHOWN
 
 if TYPE_CHECKING:
-  from dmr.report.claims import Claim
+  from dmr.report.verdicts import Claim
 
 TITLES = {
     1: "Regular adversarial examples leave the manifold",

@@ -37,7 +37,7 @@ MUTATIONS = [
              "if False else group.models",
              TESTS),
     Mutation("claim4_report_uses_sweep", "claim 4 judged on the sweep's models despite its own "
-             "family", "dmr/report/claims.py",
+             "family", "dmr/report/claim4.py",
              "  for models, family in ((group.families.get(CLAIM4_FAMILY, []), True), "
              "(group.models, False)):",
              "  for models, family in (((), True), (group.models, False)):",

@@ -3,6 +3,7 @@ records they read (dmr/records.py)."""
 from mutations import Mutation
 
 CLAIMS, POOLING, STATS = "dmr/report/claims.py", "dmr/report/pooling.py", "dmr/stats.py"
+CLAIM4, VERDICTS = "dmr/report/claim4.py", "dmr/report/verdicts.py"
 MEASURES = "dmr/report/measures.py"
 RECORDS = "dmr/records.py"
 TESTS = ("tests/test_report.py",)
@@ -82,23 +83,23 @@ MUTATIONS = [
              "correction", CLAIMS, "  return dict(zip(gaps, stats.holm_adjusted(p)))",
              "  return dict(zip(gaps, p))", TESTS),
     Mutation("report_claim4_gap_side", "claim 4 shown when the robust model's error is far above",
-             CLAIMS, "    if self.gap.interval.hi >= t.claim4_max_error_gap:",
+             CLAIM4, "    if self.gap.interval.hi >= t.claim4_max_error_gap:",
              "    if self.gap.interval.lo >= t.claim4_max_error_gap:", TESTS),
     Mutation("report_claim4_success_ignored", "claim 4 shown whatever the attack's success",
-             CLAIMS, "    if self.success.interval.hi >= t.claim4_max_off_success:",
+             CLAIM4, "    if self.success.interval.hi >= t.claim4_max_off_success:",
              "    if False:", TESTS),
     Mutation("report_claim4_seed_guard_dropped", "claim 4 shown by a configuration of fewer than "
-             "3 seeds", CLAIMS, "    if self.seeds < t.min_seeds:", "    if False:", TESTS),
+             "3 seeds", CLAIM4, "    if self.seeds < t.min_seeds:", "    if False:", TESTS),
     Mutation("report_claim4_cross_check_optional", "claim 4 shown without the cross-check "
-             "attack", CLAIMS, "    if not self.cross_checked:", "    if False:", TESTS),
+             "attack", CLAIM4, "    if not self.cross_checked:", "    if False:", TESTS),
     Mutation("report_not_held_lost", "a part not held no longer makes its claim not held",
-             CLAIMS, "  for status in (NOT_HELD, INCONCLUSIVE):", "  for status in (INCONCLUSIVE,):",
+             VERDICTS, "  for status in (NOT_HELD, INCONCLUSIVE):", "  for status in (INCONCLUSIVE,):",
              TESTS),
-    Mutation("report_near_chance_removed", "models near chance still get verdicts", CLAIMS,
+    Mutation("report_near_chance_removed", "models near chance still get verdicts", VERDICTS,
              "    if m is not None and (m.interval.hi if m.interval else m.value) >= (",
              "    if False and (", TESTS),
     Mutation("report_no_interval_decides", "a stored rate without interval decides a verdict",
-             CLAIMS, "    return Verdict(INCONCLUSIVE, reason=NO_INTERVAL, settle=SETTLE_OUTCOMES)",
+             VERDICTS, "    return Verdict(INCONCLUSIVE, reason=NO_INTERVAL, settle=SETTLE_OUTCOMES)",
              "    return Verdict(HELD if m.value > threshold else NOT_HELD)", TESTS),
     Mutation("report_fingerprints_pooled", "records of different configs pooled in one group",
              POOLING, 'group = groups.setdefault(r.get("fingerprint"), Group(r.get("fingerprint")))',
